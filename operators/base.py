@@ -47,6 +47,9 @@ class Operator(ABC):
     version: ClassVar[str] = "1"
     # Optional Ray `runtime_env` (pip packages, container image) for this operator's stage.
     runtime_env: ClassVar[dict[str, Any] | None] = None
+    # Arguments that do not change the output of documents processed successfully (time limits,
+    # passwords); they are left out of `fingerprint()` so changing them re-processes nothing.
+    fingerprint_exclude: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, args: OperatorArgs | None = None, **kwargs: Any) -> None:
         if args is None:
@@ -82,7 +85,15 @@ class Operator(ABC):
                 out.append(doc)
                 continue
             self.stats["in"] += 1
-            result = self.process(doc)
+            try:
+                result = self.process(doc)
+            except Exception as err:  # noqa: BLE001 - one bad document must not stop the run
+                logger.exception("operator %s failed on %s", self.name, doc.uri)
+                doc.mark_quarantined(
+                    self.name, "operator_error", f"{type(err).__name__}: {err}",
+                    fix="this is likely a bug in the operator; report it with the file attached",
+                )
+                result = doc
             produced = result if isinstance(result, list) else [result]
             for item in produced:
                 if item is not doc and item.is_pending:
@@ -105,7 +116,11 @@ class Operator(ABC):
     def fingerprint(self) -> str:
         """Return a short hash of the operator's name, version and arguments."""
         payload = json.dumps(
-            {"name": self.name, "version": self.version, "args": self.args.model_dump(mode="json")},
+            {
+                "name": self.name,
+                "version": self.version,
+                "args": self.args.model_dump(mode="json", exclude=set(self.fingerprint_exclude)),
+            },
             sort_keys=True,
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]

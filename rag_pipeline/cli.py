@@ -1,0 +1,285 @@
+"""The `ragpipe` command line.
+
+Exit codes: 0 success, 2 config or usage error, 1 run failure. Messages go to stderr in plain words;
+`--json` output goes to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad command-line usage; exits with code 2."""
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _load(path: str):
+    from rag_pipeline.config import load_config
+
+    return load_config(path)
+
+
+# ---- commands ---------------------------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    steps = [next(iter(step)) for step in config.pipeline]
+    print(f"{args.config}: valid; pipeline: {' -> '.join(steps)}; workspace: {config.workspace}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rag_pipeline.runner import RunOptions, run_pipeline
+
+    config = _load(args.config)
+    options = RunOptions(allow_mass_delete=args.allow_mass_delete, show_progress=not args.quiet)
+    summary = run_pipeline(config, options)
+    _report(summary, args.json)
+    return EXIT_OK
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from rag_pipeline.changes import BackfillSelection
+    from rag_pipeline.runner import RunOptions, run_pipeline
+
+    if not (args.paths or args.since or args.all):
+        raise UsageError("backfill needs one of --paths GLOB, --since ISO_TIME or --all")
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since)
+        except ValueError as err:
+            raise UsageError(f"--since {args.since!r} is not an ISO 8601 time such as 2026-01-31T12:00:00") from err
+        if since.tzinfo is None:
+            since = since.astimezone()
+    config = _load(args.config)
+    selection = BackfillSelection(paths=args.paths or [], since=since, everything=args.all)
+    options = RunOptions(
+        kind="backfill", backfill=selection, reason=args.reason,
+        allow_mass_delete=args.allow_mass_delete, show_progress=not args.quiet,
+    )
+    summary = run_pipeline(config, options)
+    _report(summary, args.json)
+    return EXIT_OK
+
+
+def _report(summary, as_json: bool) -> None:
+    status = summary.to_status()
+    if as_json:
+        _print_json(status)
+        return
+    docs, chunks, changes = status["documents"], status["chunks"], status["changes"]
+    print(
+        f"run {status['run_id']} ({status['kind']}): version {status['version']} in {status['wall_seconds']:.1f} s\n"
+        f"  documents: {docs['seen']} seen, {docs['indexed']} indexed, {docs['unchanged']} unchanged, "
+        f"{docs['duplicate']} duplicate, {docs['filtered']} filtered, {docs['quarantined']} quarantined, "
+        f"{docs['deleted']} deleted\n"
+        f"  changes: {changes}\n"
+        f"  chunks: {chunks['total']} in the table, {chunks['embedded']} embedded, {chunks['reused']} reused",
+        file=sys.stderr,
+    )
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from rag_pipeline.analytics import Analytics
+    from rag_pipeline.runner import workspace_for
+
+    config = _load(args.config)
+    last = Analytics(workspace_for(config).analytics_path).last_run()
+    if last is None:
+        print(f"no run recorded in {config.workspace}; run `ragpipe run {args.config}` first", file=sys.stderr)
+        return EXIT_FAILURE
+    status = {"run_id": last["run_id"], "status": last["status"], **last["summary"]}
+    status.setdefault("version", last["version"])
+    if last["status"] != "completed":
+        status["error"] = last["error"]
+    if args.json:
+        _print_json(status)
+    else:
+        for key, value in status.items():
+            print(f"{key}: {value}")
+    return EXIT_OK
+
+
+def cmd_documents(args: argparse.Namespace) -> int:
+    from rag_pipeline.analytics import Analytics
+    from rag_pipeline.runner import workspace_for
+    from rag_pipeline.state import Manifest
+
+    config = _load(args.config)
+    workspace = workspace_for(config)
+    if not workspace.lance_dir.exists():
+        print(f"no run recorded in {config.workspace}; run `ragpipe run {args.config}` first", file=sys.stderr)
+        return EXIT_FAILURE
+    entries = Manifest(workspace.connect()).load()
+    rows = [
+        {
+            "uri": e.uri, "doc_id": e.doc_id, "state": e.state, "reason": e.reason,
+            "duplicate_of": e.duplicate_of, "chunks": e.chunks,
+            "error_class": e.error_class, "fix": e.fix, "format": e.format,
+        }
+        for e in sorted(entries.values(), key=lambda e: e.doc_id)
+    ]
+    last = Analytics(workspace.analytics_path).last_run()
+    if last is not None:
+        for row in Analytics(workspace.analytics_path).run_document_states(last["run_id"], "deleted"):
+            rows.append({"uri": row["uri"], "doc_id": row["doc_id"], "state": "deleted", "reason": "deleted from the source",
+                         "duplicate_of": None, "chunks": 0, "error_class": None, "fix": None, "format": None})
+    if args.state:
+        rows = [r for r in rows if r["state"] == args.state]
+    if args.json:
+        _print_json(rows)
+    else:
+        for row in rows:
+            detail = row["reason"] or ""
+            print(f"{row['state']:<12} {row['chunks']:>5}  {row['uri']}  {detail}")
+    return EXIT_OK
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from rag_pipeline.search import search
+
+    config = _load(args.config)
+    result = search(config, args.query, k=args.k, version=args.version)
+    if args.json:
+        _print_json(result)
+        return EXIT_OK
+    print(f"version {result['version']}: {len(result['hits'])} hits for {args.query!r}")
+    for rank, hit in enumerate(result["hits"], start=1):
+        snippet = " ".join(hit["text"].split())[:200]
+        print(f"{rank}. [{hit['score']:.3f}] {hit['uri']}\n   {snippet}")
+    return EXIT_OK
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from rag_pipeline.index import ChunkIndex
+    from rag_pipeline.runner import workspace_for
+
+    config = _load(args.config)
+    index = ChunkIndex(workspace_for(config).lance_dir)
+    rows = []
+    for info in index.versions():
+        row = asdict(info)
+        if info.run_id is not None or info.served:
+            row["documents"] = index.count_documents(info.version)
+        rows.append(row)
+    if args.json:
+        _print_json(rows)
+    else:
+        for row in rows:
+            mark = "*" if row["served"] else " "
+            print(f"{mark} v{row['version']:<4} {row['created_at']}  run={row['run_id']}  chunks={row['chunks']}  tags={row['tags']}")
+    return EXIT_OK
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from rag_pipeline.index import ChunkIndex
+    from rag_pipeline.runner import workspace_for
+
+    config = _load(args.config)
+    ChunkIndex(workspace_for(config).lance_dir).rollback(args.version)
+    print(f"served version is now {args.version}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    from rag_pipeline.index import ChunkIndex
+    from rag_pipeline.runner import workspace_for
+
+    config = _load(args.config)
+    keep = args.keep or config.retention.keep_versions
+    result = ChunkIndex(workspace_for(config).lance_dir).apply_retention(keep)
+    _print_json(result)
+    return EXIT_OK
+
+
+# ---- parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ragpipe", description="RAG data pipeline engine.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, handler, help_text: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.add_argument("config", help="pipeline YAML file")
+        command.set_defaults(handler=handler)
+        return command
+
+    add("validate", cmd_validate, "Check a config without running it.")
+    run = add("run", cmd_run, "Run the pipeline: process new and changed documents, commit one version.")
+    backfill = add("backfill", cmd_backfill, "Re-process chosen documents whatever their hashes.")
+    for command in (run, backfill):
+        command.add_argument("--json", action="store_true", help="print the run summary as JSON on stdout")
+        command.add_argument("--quiet", action="store_true", help="no progress bar")
+        command.add_argument("--allow-mass-delete", action="store_true",
+                             help="allow deleting more than refresh.max_delete_fraction of the documents")
+    backfill.add_argument("--paths", action="append", metavar="GLOB", help="doc_id, uri or relative-path glob; repeatable")
+    backfill.add_argument("--since", metavar="ISO_TIME", help="documents modified at or after this time")
+    backfill.add_argument("--all", action="store_true", help="every document")
+    backfill.add_argument("--reason", help="why the backfill runs; stored with the run")
+
+    status = add("status", cmd_status, "Show the last run's summary.")
+    status.add_argument("--json", action="store_true")
+    documents = add("documents", cmd_documents, "List every input document with its state.")
+    documents.add_argument("--json", action="store_true")
+    documents.add_argument("--state", choices=["indexed", "duplicate", "filtered", "quarantined", "deleted"])
+    search = add("search", cmd_search, "Search the served version.")
+    search.add_argument("query")
+    search.add_argument("-k", type=int, default=5, help="number of hits (default 5)")
+    search.add_argument("--version", type=int, help="search this table version instead of the served one")
+    search.add_argument("--json", action="store_true")
+    versions = add("versions", cmd_versions, "List table versions.")
+    versions.add_argument("--json", action="store_true")
+    rollback = add("rollback", cmd_rollback, "Point the served version at an earlier version.")
+    rollback.add_argument("version", type=int)
+    retention = add("retention", cmd_retention, "Compact the table and remove old untagged versions.")
+    retention.add_argument("--keep", type=int, help="versions to keep (default: retention.keep_versions)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return EXIT_USAGE if exit_.code not in (0, None) else EXIT_OK
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from rag_pipeline.config import ConfigError
+    from rag_pipeline.index import IndexError_
+    from rag_pipeline.runner import RunError
+    from rag_pipeline.sources import SourceError
+
+    try:
+        return args.handler(args)
+    except (ConfigError, UsageError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except (RunError, SourceError, IndexError_) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,280 @@
+"""Pipeline configuration: one YAML file per pipeline, validated before any work starts.
+
+Relative paths resolve against the folder of the config file. Every error names the key path
+(for example `pipeline[3].chunk.max_tokens`), the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from operators.base import Operator, OperatorArgs, RegistryError, get_operator_class, registered_names
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+class ConfigError(ValueError):
+    """A pipeline config is invalid. The message names the key path and what is allowed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FilesSource(_Strict):
+    type: Literal["files"] = "files"
+    name: str | None = Field(None, description="Source name used in document ids; defaults to the folder name.")
+    path: Path = Field(description="Folder of documents, relative to the config file.")
+    include: list[str] = Field(default_factory=lambda: ["**/*"], description="Glob patterns of files to read.")
+    exclude: list[str] = Field(default_factory=list, description="Glob patterns of files to skip.")
+
+
+class JsonlSource(_Strict):
+    type: Literal["jsonl"] = "jsonl"
+    name: str | None = Field(None, description="Source name used in document ids; defaults to the file stem.")
+    path: Path = Field(description="JSON Lines file, one document per line.")
+    id_field: str = Field("id", description="Field holding each record's unique id.")
+    text_fields: list[str] = Field(default_factory=lambda: ["text"], description="Fields joined into the text.")
+    metadata_fields: list[str] = Field(default_factory=list, description="Fields copied into metadata.")
+
+
+SourceConfig = Annotated[FilesSource | JsonlSource, Field(discriminator="type")]
+
+
+class LocalExecutorConfig(_Strict):
+    type: Literal["local"] = "local"
+    workers: int = Field(2, ge=1, le=256, description="Worker processes for CPU operators.")
+    batch_size: int = Field(16, ge=1, le=10_000, description="Documents per worker task.")
+
+
+class RayExecutorConfig(_Strict):
+    type: Literal["ray"] = "ray"
+    address: str | None = Field(None, description="null starts a local Ray; 'auto' or ray://host:port joins one.")
+    batch_size: int = Field(16, ge=1, le=10_000, description="Documents per Ray Data block batch.")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray started by the run.")
+    embed_actors: int = Field(1, ge=1, le=1024, description="Actors in the embedding pool; each loads the model once.")
+    embed_num_gpus: float = Field(0.0, ge=0.0, description="GPUs per embedding actor.")
+    include_dashboard: bool = Field(False, description="Start the Ray dashboard with a local Ray.")
+
+
+ExecutorConfig = Annotated[LocalExecutorConfig | RayExecutorConfig, Field(discriminator="type")]
+
+
+class RefreshConfig(_Strict):
+    max_delete_fraction: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="Deleting more than this share of indexed documents in one run needs --allow-mass-delete.",
+    )
+
+
+class RetentionConfig(_Strict):
+    keep_versions: int = Field(10, ge=1, description="Untagged table versions to keep; older ones are removed.")
+
+
+class PipelineConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Pipeline name.")
+    workspace: Path = Field(description="Folder (or object-store URI) for Lance tables and analytics.duckdb.")
+    sources: list[SourceConfig] = Field(min_length=1)
+    executor: ExecutorConfig = Field(default_factory=LocalExecutorConfig)
+    pipeline: list[dict[str, Any]] = Field(min_length=1)
+    custom_operators: list[str] = Field(default_factory=list, description="Python modules that register operators.")
+    refresh: RefreshConfig = Field(default_factory=RefreshConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+
+    # Set by load_config: the config file's folder, and the operators built from `pipeline`.
+    config_path: Path | None = Field(None, exclude=True)
+
+    @field_validator("pipeline")
+    @classmethod
+    def _one_key_per_step(cls, steps: list[Any]) -> list[Any]:
+        for index, step in enumerate(steps):
+            if not isinstance(step, dict) or len(step) != 1:
+                raise ValueError(
+                    f"pipeline[{index}] must be a mapping with exactly one operator name, "
+                    f"e.g. `- chunk: {{max_tokens: 256}}`; got {step!r}"
+                )
+        return steps
+
+    def source_names(self) -> list[str]:
+        return [source_name(s) for s in self.sources]
+
+    def build_operators(self) -> list[Operator]:
+        return build_operators(self.pipeline)
+
+
+def source_name(source: FilesSource | JsonlSource) -> str:
+    if source.name:
+        return source.name
+    return source.path.stem if source.type == "jsonl" else source.path.name
+
+
+# ---- loading ----------------------------------------------------------------------------------
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read, validate and resolve a pipeline YAML file. Raise `ConfigError` on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping with keys name, workspace, sources, pipeline")
+    return config_from_dict(raw, base_dir=path.resolve().parent, config_path=path.resolve())
+
+
+def config_from_dict(raw: dict[str, Any], base_dir: Path, config_path: Path | None = None) -> PipelineConfig:
+    """Validate a config mapping; relative paths resolve against `base_dir`."""
+    for module in raw.get("custom_operators") or []:
+        import_custom_operators(module)
+    try:
+        config = PipelineConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err)) from None
+    config.config_path = config_path
+    config.workspace = _resolve(config.workspace, base_dir)
+    for source in config.sources:
+        source.path = _resolve(source.path, base_dir)
+    names = config.source_names()
+    duplicates = {n for n in names if names.count(n) > 1}
+    if duplicates:
+        raise ConfigError(f"sources: names must be unique, {sorted(duplicates)} used twice; set `name:` on each source")
+    config.pipeline = validate_pipeline(config.pipeline)
+    return config
+
+
+def import_custom_operators(module: str) -> None:
+    try:
+        importlib.import_module(module)
+    except ImportError as err:
+        raise ConfigError(
+            f"custom_operators: cannot import module {module!r} ({err}); "
+            "make sure it is installed or on PYTHONPATH"
+        ) from err
+
+
+def _resolve(path: Path, base_dir: Path) -> Path:
+    text = str(path)
+    if "://" in text:  # object-store URI such as s3://bucket/prefix
+        return path
+    path = path.expanduser()
+    return path if path.is_absolute() else (base_dir / path).resolve()
+
+
+def format_validation_error(err: ValidationError) -> str:
+    lines = ["invalid config:"]
+    for item in err.errors():
+        key = _key_path(item["loc"])
+        value = item.get("input")
+        message = item["msg"]
+        if item["type"] == "union_tag_invalid" or item["type"] == "literal_error":
+            message = f"{message}"
+        shown = "" if item["type"] == "missing" else f" (got {value!r})"
+        lines.append(f"  {key}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("files", "jsonl", "local", "ray"):
+            continue  # discriminator tags pydantic inserts into the location
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(top level)"
+
+
+# ---- pipeline steps ---------------------------------------------------------------------------
+
+# Order constraints between built-in steps: (earlier, later).
+_ORDER_RULES = [
+    ("parse", "clean"),
+    ("parse", "chunk"),
+    ("clean", "chunk"),
+    ("dedupe_exact", "chunk"),
+    ("dedupe_minhash", "chunk"),
+    ("chunk", "embed"),
+    ("embed", "dedupe_semantic"),
+]
+
+
+def validate_pipeline(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Check each step's operator name and arguments; return the steps with validated args."""
+    validated: list[dict[str, Any]] = []
+    names: list[str] = []
+    for index, step in enumerate(steps):
+        (name, args), = step.items()
+        try:
+            cls = get_operator_class(name)
+        except RegistryError as err:
+            raise ConfigError(f"pipeline[{index}]: {err}") from None
+        try:
+            parsed = cls.Args.model_validate(args or {})
+        except ValidationError as err:
+            details = []
+            for item in err.errors():
+                key = _key_path((f"pipeline[{index}]", name, *item["loc"]))
+                key = key.replace(".[", "[")
+                allowed = _allowed_fields(cls.Args) if item["type"] == "extra_forbidden" else ""
+                shown = "" if item["type"] == "missing" else f" (got {item.get('input')!r})"
+                details.append(f"  {key}: {item['msg']}{shown}{allowed}")
+            raise ConfigError("invalid config:\n" + "\n".join(details)) from None
+        validated.append({name: parsed})
+        names.append(name)
+    _check_order(names)
+    _link_tokenizer(validated)
+    return validated
+
+
+def _allowed_fields(args_model: type[OperatorArgs]) -> str:
+    fields = ", ".join(sorted(args_model.model_fields)) or "none"
+    return f"; allowed keys: {fields}"
+
+
+def _check_order(names: list[str]) -> None:
+    if names[0] != "parse":
+        raise ConfigError(f"pipeline[0]: the first step must be `parse`, got `{names[0]}`")
+    for required in ("chunk", "embed"):
+        if required not in names:
+            raise ConfigError(f"pipeline: a `{required}` step is required (known operators: {', '.join(registered_names())})")
+    for earlier, later in _ORDER_RULES:
+        if earlier in names and later in names and names.index(earlier) > names.index(later):
+            raise ConfigError(
+                f"pipeline[{names.index(earlier)}]: `{earlier}` must come before `{later}` "
+                f"(pipeline[{names.index(later)}])"
+            )
+    seen = set()
+    for index, name in enumerate(names):
+        if name in seen:
+            raise ConfigError(f"pipeline[{index}]: operator `{name}` appears twice")
+        seen.add(name)
+
+
+def _link_tokenizer(steps: list[dict[str, Any]]) -> None:
+    """Make `chunk` count tokens with the embedding model's own tokenizer."""
+    embed_args = next((s["embed"] for s in steps if "embed" in s), None)
+    for index, step in enumerate(steps):
+        if "chunk" not in step or embed_args is None:
+            continue
+        chunk_args = step["chunk"]
+        fields = chunk_args.model_fields_set
+        model = getattr(embed_args, "model", DEFAULT_MODEL)
+        if "tokenizer" in type(chunk_args).model_fields and "tokenizer" not in fields:
+            step["chunk"] = type(chunk_args).model_validate({**chunk_args.model_dump(), "tokenizer": model})
+
+
+def build_operators(steps: list[dict[str, Any]]) -> list[Operator]:
+    operators = []
+    for step in steps:
+        (name, args), = step.items()
+        operators.append(get_operator_class(name)(args))
+    return operators

@@ -1,0 +1,241 @@
+"""The versioned chunks table in LanceDB: one commit per run, a served pointer, search and rollback.
+
+Every run that changes the index writes exactly one new table version through a single
+`merge_insert` (upserts keyed by `chunk_id`, deletes scoped to the documents the run touched), and
+tags it `run-<run_id>`. The tag `served` points at the version that searches read; it moves only
+after a run has completed, and `rollback` points it at an earlier version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Iterable
+
+import lancedb
+import pyarrow as pa
+import pyarrow.dataset as pads
+
+logger = logging.getLogger(__name__)
+
+CHUNKS_TABLE = "chunks"
+SERVED_TAG = "served"
+RUN_TAG_PREFIX = "run-"
+
+
+class IndexError_(RuntimeError):
+    """The index cannot do what was asked (no such version, nothing indexed yet)."""
+
+
+def chunk_schema(dimension: int, metadata: dict[str, Any] | None = None) -> pa.Schema:
+    fields = [
+        pa.field("chunk_id", pa.string(), nullable=False),
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("uri", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("text", pa.string()),
+        pa.field("vector", pa.list_(pa.float32(), dimension)),
+        pa.field("ordinal", pa.int32()),
+        pa.field("char_start", pa.int32()),
+        pa.field("char_end", pa.int32()),
+        pa.field("token_count", pa.int32()),
+        pa.field("content_hash", pa.string()),  # sha256 of the document's raw bytes
+        pa.field("text_hash", pa.string()),  # sha256 of the chunk text
+        pa.field("pipeline_fp", pa.string()),  # fingerprint of parse/clean/chunk settings
+        pa.field("embed_fp", pa.string()),  # fingerprint of the embedding model
+        pa.field("metadata", pa.string()),  # JSON: pages, title, duplicates, ...
+        pa.field("run_id", pa.string()),
+    ]
+    encoded = {k.encode(): json.dumps(v).encode() for k, v in (metadata or {}).items()}
+    return pa.schema(fields, metadata=encoded)
+
+
+@dataclass
+class VersionInfo:
+    version: int
+    run_id: str | None
+    created_at: str
+    served: bool
+    tags: list[str]
+    chunks: int
+    documents: int | None = None
+
+
+class ChunkIndex:
+    """The `chunks` table of a workspace."""
+
+    def __init__(self, lance_dir: str | Path) -> None:
+        self.lance_dir = str(lance_dir)
+        self.db = lancedb.connect(self.lance_dir)
+
+    # ---- opening ------------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return CHUNKS_TABLE in self.db.table_names()
+
+    def open(self):
+        if not self.exists():
+            raise IndexError_(
+                f"no chunks table in {self.lance_dir}: nothing has been indexed yet; run `ragpipe run CONFIG` first"
+            )
+        return self.db.open_table(CHUNKS_TABLE)
+
+    def open_served(self):
+        """Open the table checked out at the served version (the latest if none is tagged yet)."""
+        table = self.open()
+        if SERVED_TAG in table.tags.list():
+            table.checkout(SERVED_TAG)
+        return table
+
+    def open_or_create(self, dimension: int, metadata: dict[str, Any]):
+        if self.exists():
+            table = self.db.open_table(CHUNKS_TABLE)
+            existing = table.schema.field("vector").type.list_size
+            if existing != dimension:
+                raise IndexError_(
+                    f"the chunks table stores {existing}-dimensional vectors but the embedding model "
+                    f"gives {dimension}; use a new `workspace` for a model of another dimension"
+                )
+            return table
+        return self.db.create_table(CHUNKS_TABLE, schema=chunk_schema(dimension, metadata))
+
+    # ---- writing ------------------------------------------------------------------------------
+
+    def commit(
+        self,
+        table,
+        staged: pads.Dataset | None,
+        replace_doc_ids: Iterable[str],
+        run_id: str,
+    ) -> int:
+        """Upsert the staged chunks and delete other chunks of `replace_doc_ids`, as one version.
+
+        Return the new version number. Chunks of documents not named in `replace_doc_ids` are
+        never deleted, whatever is staged.
+        """
+        doc_ids = sorted(set(replace_doc_ids))
+        schema = table.schema
+        if staged is not None:
+            source = staged.scanner().to_reader()
+        else:
+            source = schema.empty_table()
+        builder = table.merge_insert("chunk_id").when_matched_update_all().when_not_matched_insert_all()
+        if doc_ids:
+            builder = builder.when_not_matched_by_source_delete(_in_filter("doc_id", doc_ids))
+        result = builder.execute(source)
+        version = result.version
+        table.tags.create(f"{RUN_TAG_PREFIX}{run_id}", version)
+        logger.info(
+            "run %s committed version %d: %d inserted, %d updated, %d deleted",
+            run_id, version, result.num_inserted_rows, result.num_updated_rows, result.num_deleted_rows,
+        )
+        return version
+
+    def set_served(self, table, version: int) -> None:
+        tags = table.tags.list()
+        if SERVED_TAG in tags:
+            table.tags.update(SERVED_TAG, version)
+        else:
+            table.tags.create(SERVED_TAG, version)
+
+    # ---- reading ------------------------------------------------------------------------------
+
+    def served_version(self) -> int | None:
+        if not self.exists():
+            return None
+        tags = self.open().tags.list()
+        return tags[SERVED_TAG]["version"] if SERVED_TAG in tags else None
+
+    def versions(self) -> list[VersionInfo]:
+        table = self.open()
+        tags = table.tags.list()
+        by_version: dict[int, list[str]] = {}
+        for name, info in tags.items():
+            by_version.setdefault(info["version"], []).append(name)
+        served = tags.get(SERVED_TAG, {}).get("version")
+        infos = []
+        for item in table.list_versions():
+            version = item["version"]
+            names = sorted(by_version.get(version, []))
+            run_tags = [n for n in names if n.startswith(RUN_TAG_PREFIX)]
+            run_id = run_tags[0][len(RUN_TAG_PREFIX):] if run_tags else None
+            rows = item.get("metadata", {}).get("total_rows")
+            infos.append(
+                VersionInfo(
+                    version=version,
+                    run_id=run_id,
+                    created_at=item["timestamp"].isoformat(),
+                    served=version == served,
+                    tags=names,
+                    chunks=int(rows) if rows is not None else -1,
+                )
+            )
+        return infos
+
+    def count_documents(self, version: int) -> int:
+        table = self.open()
+        table.checkout(version)
+        return len(table.to_lance().to_table(columns=["doc_id"]).column("doc_id").unique())
+
+    def rollback(self, version: int) -> None:
+        table = self.open()
+        known = {v["version"] for v in table.list_versions()}
+        if version not in known:
+            raise IndexError_(
+                f"version {version} does not exist (or was removed by retention); "
+                f"available versions: {sorted(known)}"
+            )
+        self.set_served(table, version)
+        logger.info("served version set to %d", version)
+
+    def search(self, query_vector, k: int, filter_sql: str | None = None) -> tuple[int, list[dict[str, Any]]]:
+        table = self.open_served()
+        query = table.search(query_vector, vector_column_name="vector").metric("cosine").limit(k)
+        if filter_sql:
+            query = query.where(filter_sql, prefilter=True)
+        rows = query.select(["chunk_id", "doc_id", "uri", "text", "metadata", "char_start", "char_end"]).to_list()
+        hits = []
+        for row in rows:
+            hits.append(
+                {
+                    "doc_id": row["doc_id"],
+                    "chunk_id": row["chunk_id"],
+                    "uri": row["uri"],
+                    "score": round(1.0 - float(row["_distance"]), 6),
+                    "text": row["text"],
+                    "metadata": json.loads(row["metadata"] or "{}"),
+                }
+            )
+        return table.version, hits
+
+    # ---- retention ----------------------------------------------------------------------------
+
+    def apply_retention(self, keep_versions: int) -> dict[str, int]:
+        """Compact the table and remove untagged versions beyond the newest `keep_versions`.
+
+        Lance refuses to remove a version a tag points to, so tagged versions (the served one, and
+        any tagged by users) are kept; run tags of versions older than the window are removed first
+        so their versions can go.
+        """
+        table = self.open()
+        versions = [v["version"] for v in table.list_versions()]
+        keep = set(sorted(versions)[-keep_versions:])
+        tags = table.tags.list()
+        served = tags.get(SERVED_TAG, {}).get("version")
+        removed_tags = 0
+        for name, info in tags.items():
+            if name.startswith(RUN_TAG_PREFIX) and info["version"] not in keep and info["version"] != served:
+                table.tags.delete(name)
+                removed_tags += 1
+        table.optimize(cleanup_older_than=timedelta(seconds=0))
+        remaining = [v["version"] for v in table.list_versions()]
+        # optimize() may add compaction versions; those are not run versions and need no tag.
+        return {"removed_run_tags": removed_tags, "versions_before": len(versions), "versions_after": len(remaining)}
+
+
+def _in_filter(column: str, values: list[str]) -> str:
+    quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+    return f"{column} IN ({quoted})"

@@ -1,0 +1,118 @@
+"""Where finished documents go: chunk rows staged to Parquet, and one manifest entry per document."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from operators.records import Document
+from rag_pipeline.index import chunk_schema
+from rag_pipeline.state import ManifestEntry
+
+logger = logging.getLogger(__name__)
+
+_ROWS_PER_WRITE = 2048
+
+
+class ChunkStager:
+    """Buffers chunk rows and appends them to one Parquet file under the run's staging folder."""
+
+    def __init__(self, folder: Path, dimension: int, run_id: str, pipeline_fp: str, embed_fp: str) -> None:
+        self.folder = folder
+        self.schema = chunk_schema(dimension)
+        self.dimension = dimension
+        self.run_id = run_id
+        self.pipeline_fp = pipeline_fp
+        self.embed_fp = embed_fp
+        self.rows: list[dict] = []
+        self.vectors: list[np.ndarray] = []
+        self.count = 0
+        self._writer: pq.ParquetWriter | None = None
+
+    def add(self, doc: Document) -> None:
+        for chunk in doc.chunks:
+            vector = np.asarray(chunk.vector, dtype=np.float32)
+            if vector.shape != (self.dimension,):
+                raise ValueError(
+                    f"chunk {chunk.chunk_id} of {doc.uri} has a vector of shape {vector.shape}, "
+                    f"expected ({self.dimension},); was the embed step skipped?"
+                )
+            self.rows.append(
+                {
+                    "chunk_id": chunk.chunk_id,
+                    "doc_id": doc.doc_id,
+                    "uri": doc.uri,
+                    "source": doc.source,
+                    "text": chunk.text,
+                    "ordinal": chunk.ordinal,
+                    "char_start": chunk.char_start,
+                    "char_end": chunk.char_end,
+                    "token_count": chunk.token_count,
+                    "content_hash": doc.content_hash,
+                    "text_hash": chunk.text_hash,
+                    "pipeline_fp": self.pipeline_fp,
+                    "embed_fp": self.embed_fp,
+                    "metadata": json.dumps(chunk.metadata, ensure_ascii=False, default=str),
+                    "run_id": self.run_id,
+                }
+            )
+            self.vectors.append(vector)
+        if len(self.rows) >= _ROWS_PER_WRITE:
+            self._write()
+
+    def _write(self) -> None:
+        if not self.rows:
+            return
+        columns = {name: [row[name] for row in self.rows] for name in self.rows[0]}
+        flat = pa.array(np.stack(self.vectors).reshape(-1), type=pa.float32())
+        columns["vector"] = pa.FixedSizeListArray.from_arrays(flat, self.dimension)
+        table = pa.table(columns).select(self.schema.names).cast(self.schema)
+        if self._writer is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self.folder / "chunks.parquet", self.schema)
+        self._writer.write_table(table)
+        self.count += len(self.rows)
+        self.rows, self.vectors = [], []
+
+    def finish(self) -> pads.Dataset | None:
+        """Close the file and return it as a dataset, or None when nothing was staged."""
+        self._write()
+        if self._writer is None:
+            return None
+        self._writer.close()
+        logger.info("staged %d chunks in %s", self.count, self.folder)
+        return pads.dataset(self.folder / "chunks.parquet", format="parquet", schema=self.schema)
+
+
+def manifest_entry_for(doc: Document, run_id: str, pipeline_fp: str, embed_fp: str, retry_key: str) -> ManifestEntry:
+    quarantine = doc.quarantine
+    return ManifestEntry(
+        doc_id=doc.doc_id,
+        uri=doc.uri,
+        source=doc.source,
+        state=doc.state,
+        content_hash=doc.content_hash,
+        size_bytes=doc.size_bytes,
+        mtime_ns=int(doc.metadata.get("mtime_ns", 0)),
+        reason=doc.reason,
+        duplicate_of=doc.duplicate_of,
+        similarity=doc.similarity,
+        error_class=quarantine.error_class if quarantine else None,
+        error_message=quarantine.message if quarantine else None,
+        fix=quarantine.fix if quarantine else None,
+        operator=quarantine.operator if quarantine else None,
+        format=doc.format,
+        chunks=len(doc.chunks),
+        text_hash=doc.metadata.get("text_hash"),
+        pipeline_fp=pipeline_fp,
+        embed_fp=embed_fp,
+        parent_id=doc.parent_id,
+        run_id=run_id,
+        extra={"retry_key": retry_key} if quarantine else {},
+    )
