@@ -1,0 +1,135 @@
+"""Config validation: every error names the key path, the bad value and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rag_pipeline.cli import main
+from rag_pipeline.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _base() -> dict:
+    return {
+        "name": "t",
+        "workspace": "ws",
+        "sources": [{"type": "files", "path": "docs"}],
+        "pipeline": [
+            {"parse": {}},
+            {"clean": {}},
+            {"dedupe_exact": {}},
+            {"chunk": {"max_tokens": 128, "overlap_tokens": 16}},
+            {"embed": {"model": "all-MiniLM-L6-v2"}},
+        ],
+    }
+
+
+def _write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    return path
+
+
+def test_quickstart_config_is_valid():
+    config = load_config(REPO / "configs" / "quickstart.yaml")
+    assert config.name == "quickstart"
+    assert config.workspace.is_absolute()
+    assert config.sources[0].path == (REPO / "examples" / "docs").resolve()
+
+
+def test_relative_paths_resolve_against_config_folder(tmp_path):
+    config = load_config(_write(tmp_path, _base()))
+    assert config.workspace == (tmp_path / "ws").resolve()
+    assert config.sources[0].path == (tmp_path / "docs").resolve()
+
+
+def test_chunk_tokenizer_follows_embed_model(tmp_path):
+    config = load_config(_write(tmp_path, _base()))
+    chunk_args = next(step["chunk"] for step in config.pipeline if "chunk" in step)
+    assert chunk_args.tokenizer == "all-MiniLM-L6-v2"
+
+
+def _mutate(change):
+    data = _base()
+    change(data)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("change", "expected_fragments"),
+    [
+        (lambda d: d["pipeline"][3]["chunk"].update(max_tokens="many"), ["pipeline[3].chunk.max_tokens", "'many'"]),
+        (lambda d: d["pipeline"][3]["chunk"].update(size=3), ["pipeline[3].chunk.size", "allowed keys"]),
+        (lambda d: d["pipeline"].insert(1, {"shred": {}}), ["pipeline[1]", "unknown operator 'shred'", "known operators"]),
+        (lambda d: d["executor"] if False else d.update(executor={"type": "cluster"}), ["executor", "'cluster'"]),
+        (lambda d: d["sources"][0].update(type="s3"), ["sources[0]", "'s3'"]),
+        (lambda d: d.pop("workspace"), ["workspace", "Field required"]),
+        (lambda d: d["pipeline"].reverse(), ["pipeline[0]", "first step must be `parse`"]),
+        (lambda d: d["pipeline"].pop(4), ["`embed` step is required"]),
+        (lambda d: d["pipeline"].__setitem__(3, {"chunk": {}, "embed": {}}), ["pipeline[3]", "exactly one operator"]),
+        (lambda d: d.update(name="bad name!"), ["name", "'bad name!'"]),
+        (lambda d: d.update(executor={"type": "local", "workers": 0}), ["executor.workers", "greater than or equal to 1"]),
+    ],
+    ids=[
+        "wrong-type", "unknown-arg", "unknown-operator", "unknown-executor", "unknown-source-type",
+        "missing-workspace", "parse-not-first", "no-embed", "two-keys-in-step", "bad-name", "zero-workers",
+    ],
+)
+def test_config_error_names_key_and_value(tmp_path, change, expected_fragments):
+    path = _write(tmp_path, _mutate(change))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    for fragment in expected_fragments:
+        assert fragment in message
+
+
+def test_chunk_overlap_must_be_below_max(tmp_path):
+    data = _base()
+    data["pipeline"][3]["chunk"] = {"max_tokens": 64, "overlap_tokens": 64}
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, data))
+    assert "pipeline[3].chunk" in str(info.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "nope.yaml")
+    assert "config file not found" in str(info.value)
+
+
+def test_invalid_yaml(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "invalid YAML" in str(info.value)
+
+
+def test_unknown_custom_operator_module(tmp_path):
+    data = _base()
+    data["custom_operators"] = ["no_such_company.ops"]
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, data))
+    assert "custom_operators" in str(info.value)
+    assert "no_such_company.ops" in str(info.value)
+
+
+def test_cli_validate_exit_codes(tmp_path, capsys):
+    good = _write(tmp_path, _base())
+    assert main(["validate", str(good)]) == 0
+    bad_data = _base()
+    bad_data["pipeline"][3]["chunk"]["max_tokens"] = -5
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(bad_data))
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "pipeline[3].chunk.max_tokens" in err
+
+
+def test_cli_usage_error_exit_code():
+    assert main(["no-such-command"]) == 2
