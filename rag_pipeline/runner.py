@@ -9,17 +9,20 @@ the next run repairs by re-processing those documents with vectors from the embe
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import shutil
+import signal
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import lancedb
 
@@ -72,6 +75,28 @@ class Workspace:
     def staging_dir(self) -> Path:
         return self.root / "staging"
 
+    @contextlib.contextmanager
+    def run_lock(self) -> Iterator[None]:
+        """Hold an exclusive lock on the workspace for one run; fail at once if another run holds it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / "run.lock", "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunError(
+                    f"another run is using the workspace {self.root}; wait for it to finish "
+                    "(runs of one pipeline must not overlap)"
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def remove_stale_staging(self) -> None:
+        """Delete staging folders left by killed runs. Only call while holding the run lock."""
+        if self.staging_dir.exists():
+            shutil.rmtree(self.staging_dir, ignore_errors=True)
+
     def connect(self) -> lancedb.DBConnection:
         self.root.mkdir(parents=True, exist_ok=True)
         return lancedb.connect(str(self.lance_dir))
@@ -100,6 +125,13 @@ class RunSummary:
         }
 
 
+def fault_point(name: str) -> None:
+    """Kill this process with SIGKILL when `RAGPIPE_FAULT_INJECT` names this point (crash tests)."""
+    if os.environ.get("RAGPIPE_FAULT_INJECT") == name:
+        logger.warning("fault injection: killing the run at %s", name)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def new_run_id() -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{uuid.uuid4().hex[:6]}"
@@ -115,7 +147,9 @@ def run_pipeline(config: PipelineConfig, options: RunOptions | None = None) -> R
     analytics = Analytics(workspace.analytics_path)
     logger.info("run %s of pipeline %s started (%s)", run_id, config.name, options.kind)
     try:
-        summary, records = _run(config, options, run_id, workspace)
+        with workspace.run_lock():
+            workspace.remove_stale_staging()
+            summary, records = _run(config, options, run_id, workspace)
     except Exception as err:
         wall = time.monotonic() - clock
         logger.error("run %s failed after %.1f s: %s", run_id, wall, err)
@@ -203,6 +237,7 @@ def _run(config: PipelineConfig, options: RunOptions, run_id: str, workspace: Wo
                     doc.mark_filtered("pipeline", "no chunks were produced")
             if doc.state == INDEXED:
                 stager.add(doc)
+                fault_point("after_first_staged_document")
             processed.append(manifest_entry_for(doc, run_id, pipeline_fp, embed_fp, retry_key))
 
     executor = make_executor(config, embedding_cache=cache, show_progress=options.show_progress)
@@ -210,12 +245,14 @@ def _run(config: PipelineConfig, options: RunOptions, run_id: str, workspace: Wo
     cache.flush()
     staged = stager.finish()
 
+    fault_point("before_commit")
     version = index.served_version()
     if plan.to_process or plan.deleted or plan.terminal or removed or version is None:
         version = index.commit(table, staged, removed, run_id)
         index.set_served(table, version)
     shutil.rmtree(workspace.staging_dir / run_id, ignore_errors=True)
 
+    fault_point("after_commit")
     new_manifest = _next_manifest(manifest, plan, processed)
     manifest_store.save(new_manifest)
     _apply_retention(index, config)

@@ -1,0 +1,195 @@
+"""Incremental refresh: re-process only what changed, never lose or duplicate a chunk."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conftest import chunk_rows, make_config, pipeline_dict, run
+from rag_pipeline.runner import MassDeleteError
+
+PARAGRAPHS = [
+    f"Paragraph {i} explains topic number {i}. " + " ".join(
+        f"Sentence {j} about subject {i} adds detail {i * 7 + j} to the discussion." for j in range(6)
+    )
+    for i in range(12)
+]
+
+
+def _write_corpus(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "long.txt").write_text("\n\n".join(PARAGRAPHS), encoding="utf-8")
+    (folder / "short.md").write_text("# Short note\n\nA short note about vector indexes and recall.\n", encoding="utf-8")
+    (folder / "third.txt").write_text("Lance stores each table version as a manifest over data fragments.\n", encoding="utf-8")
+    (folder / "fourth.txt").write_text("DuckDB reads the analytics tables written after every run.\n", encoding="utf-8")
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    docs = tmp_path / "docs"
+    _write_corpus(docs)
+    return docs
+
+
+def _config(tmp_path, docs, **kwargs):
+    return make_config(pipeline_dict(tmp_path / "ws", docs, **kwargs), tmp_path)
+
+
+def _texts(rows):
+    return Counter(row["text"] for row in rows)
+
+
+@pytest.mark.parametrize(("workers", "batch_size"), [(1, 1), (2, 3), (2, 16)])
+def test_unchanged_rerun_embeds_nothing(tmp_path, corpus, workers, batch_size):
+    config = _config(tmp_path, corpus, workers=workers, batch_size=batch_size)
+    first = run(config)
+    assert first.chunks["embedded"] > 0
+    second = run(config)
+    assert second.chunks["embedded"] == 0
+    assert second.documents["unchanged"] == 4
+    assert second.version == first.version
+    assert chunk_rows(tmp_path / "ws") == chunk_rows(tmp_path / "ws", first.version)
+
+
+def test_touch_embeds_nothing(tmp_path, corpus):
+    config = _config(tmp_path, corpus)
+    run(config)
+    later = time.time() + 10
+    for path in corpus.iterdir():
+        os.utime(path, (later, later))
+    second = run(config)
+    assert second.chunks["embedded"] == 0
+    assert second.changes["changed"] == 0
+
+
+def test_edit_one_paragraph_embeds_only_changed_chunks(tmp_path, corpus):
+    config = _config(tmp_path, corpus)
+    run(config)
+    before = _texts(chunk_rows(tmp_path / "ws"))
+    edited = list(PARAGRAPHS)
+    edited[5] = "Paragraph five was rewritten completely with new wording about embeddings and recall."
+    (corpus / "long.txt").write_text("\n\n".join(edited), encoding="utf-8")
+    second = run(config)
+    after = _texts(chunk_rows(tmp_path / "ws"))
+    new_texts = set(after) - set(before)
+    assert second.changes["changed"] == 1
+    assert new_texts, "the edit should produce at least one new chunk text"
+    assert second.chunks["embedded"] == len(new_texts)
+    assert second.chunks["reused"] > 0
+
+
+def test_delete_paragraph_removes_its_chunks(tmp_path, corpus):
+    config = _config(tmp_path, corpus)
+    run(config)
+    shrunk = PARAGRAPHS[:6]
+    (corpus / "long.txt").write_text("\n\n".join(shrunk), encoding="utf-8")
+    run(config)
+    rows = [r for r in chunk_rows(tmp_path / "ws") if r["doc_id"] == "docs:long.txt"]
+    text = "\n\n".join(shrunk)
+    assert rows
+    for row in rows:
+        assert row["text"] in text
+    assert not any("Paragraph 11" in row["text"] for row in rows)
+    ids = [row["chunk_id"] for row in chunk_rows(tmp_path / "ws")]
+    assert len(ids) == len(set(ids))
+
+
+def test_delete_file_removes_all_its_chunks(tmp_path, corpus):
+    config = _config(tmp_path, corpus)
+    run(config)
+    (corpus / "third.txt").unlink()
+    second = run(config)
+    assert second.documents["deleted"] == 1
+    assert not [r for r in chunk_rows(tmp_path / "ws") if r["doc_id"] == "docs:third.txt"]
+
+
+def test_rename_embeds_nothing_and_changes_uri(tmp_path, corpus):
+    config = _config(tmp_path, corpus)
+    run(config)
+    (corpus / "fourth.txt").rename(corpus / "renamed.txt")
+    second = run(config)
+    assert second.changes["moved"] == 1
+    assert second.documents["deleted"] == 0
+    assert second.chunks["embedded"] == 0
+    rows = chunk_rows(tmp_path / "ws")
+    assert not [r for r in rows if r["doc_id"] == "docs:fourth.txt"]
+    moved = [r for r in rows if r["doc_id"] == "docs:renamed.txt"]
+    assert moved
+    assert moved[0]["uri"].endswith("renamed.txt")
+
+
+def test_chunker_change_rechunks(tmp_path, corpus):
+    run(_config(tmp_path, corpus, max_tokens=64))
+    before = chunk_rows(tmp_path / "ws")
+    second = run(_config(tmp_path, corpus, max_tokens=128))
+    after = chunk_rows(tmp_path / "ws")
+    assert second.changes["changed"] == 4
+    assert max(r["token_count"] for r in after) > 64
+    assert len(after) < len(before)
+    ids = [row["chunk_id"] for row in after]
+    assert len(ids) == len(set(ids))
+
+
+def test_model_change_reembeds_everything(tmp_path, corpus):
+    from operators.models import resolve_model_path
+
+    run(_config(tmp_path, corpus))
+    count = len(chunk_rows(tmp_path / "ws"))
+    other_model = tmp_path / "model-copy"
+    shutil.copytree(resolve_model_path("all-MiniLM-L6-v2"), other_model)
+    (other_model / "README.md").write_text("a retrained copy\n")
+    second = run(_config(tmp_path, corpus, embed={"model": str(other_model)}))
+    assert second.chunks["embedded"] == count
+    assert second.chunks["reused"] == 0
+
+
+def test_reappearing_file_is_indexed_again(tmp_path, corpus):
+    config = _config(tmp_path, corpus)
+    run(config)
+    saved = (corpus / "third.txt").read_bytes()
+    (corpus / "third.txt").unlink()
+    run(config)
+    (corpus / "third.txt").write_bytes(saved)
+    third = run(config)
+    assert third.changes["new"] == 1
+    assert [r for r in chunk_rows(tmp_path / "ws") if r["doc_id"] == "docs:third.txt"]
+
+
+def test_mass_delete_needs_explicit_flag(tmp_path, corpus):
+    config = _config(tmp_path, corpus)
+    first = run(config)
+    for name in ("long.txt", "short.md", "third.txt"):
+        (corpus / name).unlink()
+    with pytest.raises(MassDeleteError) as info:
+        run(config)
+    assert "--allow-mass-delete" in str(info.value)
+    assert chunk_rows(tmp_path / "ws") == chunk_rows(tmp_path / "ws", first.version)
+    allowed = run(config, allow_mass_delete=True)
+    assert allowed.documents["deleted"] == 3
+
+
+def test_status_adds_up(tmp_path, corpus):
+    (corpus / "copy.txt").write_bytes((corpus / "third.txt").read_bytes())
+    (corpus / "empty.txt").write_bytes(b"")
+    summary = run(_config(tmp_path, corpus))
+    docs = summary.documents
+    assert docs["seen"] == 6
+    assert docs["seen"] == docs["indexed"] + docs["unchanged"] + docs["duplicate"] + docs["filtered"] + docs["quarantined"]
+    assert docs["duplicate"] == 1
+    assert docs["quarantined"] == 1
+
+
+def test_duplicate_takes_over_when_keeper_deleted(tmp_path, corpus):
+    (corpus / "copy.txt").write_bytes((corpus / "third.txt").read_bytes())
+    config = _config(tmp_path, corpus)
+    run(config)
+    (corpus / "copy.txt").unlink()  # copy.txt sorts first, so it was the keeper
+    second = run(config)
+    assert second.documents["deleted"] == 1
+    rows = chunk_rows(tmp_path / "ws")
+    assert [r for r in rows if r["doc_id"] == "docs:third.txt"]
