@@ -1,0 +1,254 @@
+"""Token-aware planning of chunk boundaries over one document's text.
+
+The text is tokenized once, paragraph by paragraph, and `TokenIndex` keeps the character offsets of
+every token, so the number of tokens in any span is two bisections instead of a new tokenizer call.
+`plan_chunks` then splits oversized spans at paragraphs, sentences, lines, clauses, words and
+finally tokens, merges the pieces greedily up to the budget, and prepends overlap taken from the
+end of the previous chunk.
+
+Greedy merging alone lets one inserted paragraph shift every later chunk boundary. To keep chunk
+ids stable under edits, a piece whose content hash falls below a threshold proportional to its
+token count is an anchor: merging never continues past it. Anchors depend only on the piece's own
+text, so an edit changes chunks only up to the next anchor, about `ANCHOR_SPACING` chunks later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from operators.text_segmentation import (
+    Span,
+    is_unspaced_script,
+    split_clauses,
+    split_lines,
+    split_paragraphs,
+    split_sentences,
+    split_words,
+    trim_span,
+)
+
+# Expected distance between anchors, in chunk budgets. Larger values give fewer under-filled
+# chunks at anchors but let an edit change more chunks after it.
+ANCHOR_SPACING = 4
+
+# Coarsest boundary first. Spans that still exceed the budget after `split_words` are cut at
+# token boundaries, which for Chinese and Japanese means between characters.
+_SPLITTERS: tuple[Callable[[str, int, int], list[Span]], ...] = (
+    split_paragraphs,
+    split_sentences,
+    split_lines,
+    split_clauses,
+    split_words,
+)
+
+
+def _is_bert_split_char(char: str) -> bool:
+    # The BERT pre-tokenizer splits on whitespace and punctuation, and its normalizer puts spaces
+    # around CJK ideographs, so no token crosses a boundary next to one of these characters.
+    if char.isspace():
+        return True
+    code = ord(char)
+    if 33 <= code <= 47 or 58 <= code <= 64 or 91 <= code <= 96 or 123 <= code <= 126:
+        return True
+    if unicodedata.category(char).startswith("P"):
+        return True
+    return (
+        0x4E00 <= code <= 0x9FFF
+        or 0x3400 <= code <= 0x4DBF
+        or 0xF900 <= code <= 0xFAFF
+        or 0x20000 <= code <= 0x2FA1F
+    )
+
+
+class TokenIndex:
+    """Character offsets of the model tokens of one text, for counting tokens in spans.
+
+    `count(start, end)` equals the tokenizer's count for `text[start:end]` on its own when both
+    ends are exact boundaries (see `is_exact_boundary`). Elsewhere it is an estimate, and callers
+    re-tokenize the span to get the true count.
+    """
+
+    def __init__(self, text: str, tokenizer, bert_boundaries: bool) -> None:
+        """Tokenize `text` paragraph by paragraph with a `tokenizers.Tokenizer` without truncation.
+
+        `bert_boundaries` states that the tokenizer is BERT's WordPiece with the BERT
+        pre-tokenizer, whose token boundaries `is_exact_boundary` can predict.
+        """
+        self.text = text
+        self.bert_boundaries = bert_boundaries
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        paragraphs = split_paragraphs(text, 0, len(text))
+        encodings = tokenizer.encode_batch(
+            [text[start:end] for start, end in paragraphs], add_special_tokens=False
+        )
+        for (paragraph_start, _), encoding in zip(paragraphs, encodings):
+            offsets = encoding.offsets
+            self.starts.extend([paragraph_start + token_start for token_start, _ in offsets])
+            self.ends.extend([paragraph_start + token_end for _, token_end in offsets])
+
+    def count(self, start: int, end: int) -> int:
+        return max(0, bisect_right(self.ends, end) - bisect_left(self.starts, start))
+
+    def token_starts(self, start: int, end: int) -> list[int]:
+        """Return the start offsets of the tokens that begin in `[start, end)`."""
+        return self.starts[bisect_left(self.starts, start) : bisect_left(self.starts, end)]
+
+    def is_exact_boundary(self, position: int) -> bool:
+        """Return True when cutting the text at `position` cannot change how a side tokenizes."""
+        if position <= 0 or position >= len(self.text):
+            return True
+        if not self.bert_boundaries:
+            return False
+        return _is_bert_split_char(self.text[position - 1]) or _is_bert_split_char(
+            self.text[position]
+        )
+
+
+@dataclass(frozen=True)
+class PlannedChunk:
+    start: int  # where the chunk begins, overlap included
+    core_start: int  # where the text not shared with the previous chunk begins
+    end: int
+
+
+class _Planner:
+    def __init__(self, index: TokenIndex, budget: int) -> None:
+        self.index = index
+        self.text = index.text
+        self.budget = budget
+
+    def split(self, start: int, end: int, level: int) -> list[Span]:
+        """Return spans of at most `budget` tokens covering `[start, end)`, merged greedily."""
+        if self.index.count(start, end) <= self.budget:
+            return [(start, end)]
+        parts: list[Span] = []
+        while level < len(_SPLITTERS):
+            parts = _SPLITTERS[level](self.text, start, end)
+            level += 1
+            if len(parts) > 1:
+                break
+        if len(parts) <= 1:
+            return self.split_tokens(start, end)
+        pieces: list[Span] = []
+        for part_start, part_end in parts:
+            pieces.extend(self.split(part_start, part_end, level))
+        return self.merge(pieces)
+
+    def split_tokens(self, start: int, end: int) -> list[Span]:
+        """Cut `[start, end)` every `budget` tokens, for runs with no other boundary."""
+        token_starts = self.index.token_starts(start, end)
+        cuts = token_starts[self.budget :: self.budget]
+        spans = []
+        previous = start
+        for cut in [*cuts, end]:
+            piece_start, piece_end = trim_span(self.text, previous, cut)
+            if piece_start < piece_end:
+                spans.append((piece_start, piece_end))
+            previous = cut
+        return spans
+
+    def is_anchor(self, start: int, end: int) -> bool:
+        digest = hashlib.blake2b(self.text[start:end].encode("utf-8"), digest_size=8).digest()
+        share = self.index.count(start, end) / (ANCHOR_SPACING * self.budget)
+        return int.from_bytes(digest, "big") < share * 2**64
+
+    def merge(self, pieces: list[Span]) -> list[Span]:
+        merged: list[Span] = []
+        chunk_start, chunk_end = pieces[0]
+        last_piece = pieces[0]
+        for piece_start, piece_end in pieces[1:]:
+            fits = self.index.count(chunk_start, piece_end) <= self.budget
+            if fits and not self.is_anchor(*last_piece):
+                chunk_end = piece_end
+            else:
+                merged.append((chunk_start, chunk_end))
+                chunk_start, chunk_end = piece_start, piece_end
+            last_piece = (piece_start, piece_end)
+        merged.append((chunk_start, chunk_end))
+        return merged
+
+    def overlap_start(self, previous_start: int, core_start: int, overlap_tokens: int) -> int:
+        """Return where the overlap before `core_start` begins, or `core_start` for none.
+
+        The overlap is the longest run of whole sentences at the end of the previous chunk that
+        fits in `overlap_tokens`. When the last sentence alone is too long, it is the longest run
+        of its final words, or for Chinese, Japanese and Thai text, of its final characters. It
+        never reaches back to `previous_start`, so no chunk repeats the previous one whole.
+        """
+        if overlap_tokens <= 0:
+            return core_start
+        # Only text within `overlap_tokens` tokens of `core_start` can be overlap, so the search
+        # starts at the token just beyond that distance. A piece beginning exactly there is
+        # partial or too long, so candidates must start after `window_start`.
+        tokens_before = bisect_left(self.index.starts, core_start)
+        window_start = previous_start
+        if tokens_before > overlap_tokens:
+            token_beyond = self.index.starts[tokens_before - overlap_tokens - 1]
+            window_start = max(previous_start, token_beyond)
+
+        def earliest_fitting(candidates: list[int]) -> int | None:
+            # Walk back from the end, because the token count only grows as the start moves earlier.
+            best = None
+            for start in reversed(candidates):
+                if start <= window_start or self.index.count(start, core_start) > overlap_tokens:
+                    break
+                best = start
+            return best
+
+        sentences = split_sentences(self.text, window_start, core_start)
+        if not sentences:
+            return core_start
+        start = earliest_fitting([sentence_start for sentence_start, _ in sentences])
+        if start is not None:
+            return start
+
+        words = split_words(self.text, *sentences[-1])
+        start = earliest_fitting([word_start for word_start, _ in words])
+        if start is not None:
+            return start
+
+        characters = [
+            token_start
+            for token_start in self.index.token_starts(*words[-1])
+            if is_unspaced_script(self.text[token_start])
+            and self.index.is_exact_boundary(token_start)
+        ]
+        start = earliest_fitting(characters)
+        return core_start if start is None else start
+
+
+def plan_chunks(index: TokenIndex, max_tokens: int, overlap_tokens: int) -> list[PlannedChunk]:
+    """Plan chunks of at most `max_tokens` tokens (by `index.count`) over the whole text.
+
+    Each chunk's own part contains at most `max_tokens - overlap_tokens` tokens, so the overlap
+    taken from the end of the previous chunk always fits.
+    """
+    start, end = trim_span(index.text, 0, len(index.text))
+    if start == end:
+        return []
+    planner = _Planner(index, max_tokens - overlap_tokens)
+    cores = planner.split(start, end, 0)
+    chunks = [PlannedChunk(cores[0][0], cores[0][0], cores[0][1])]
+    for (previous_start, _), (core_start, core_end) in zip(cores, cores[1:]):
+        chunk_start = planner.overlap_start(previous_start, core_start, overlap_tokens)
+        chunks.append(PlannedChunk(chunk_start, core_start, core_end))
+    return chunks
+
+
+def split_at_middle_token(index: TokenIndex, start: int, end: int) -> list[Span]:
+    """Split `[start, end)` in two at the token start nearest its middle.
+
+    Used when re-tokenizing a planned chunk on its own shows more tokens than the estimate allowed.
+    Returns the span unchanged when it contains a single token.
+    """
+    token_starts = index.token_starts(start + 1, end)
+    if not token_starts:
+        return [(start, end)]
+    cut = token_starts[len(token_starts) // 2]
+    spans = [trim_span(index.text, start, cut), trim_span(index.text, cut, end)]
+    return [(s, e) for s, e in spans if s < e]
