@@ -22,7 +22,7 @@ import filetype
 from operators.parse.encodings import UndecodableError, decode_text
 from operators.parse.errors import CORRUPT, ParseError
 from operators.parse.structured import looks_like_ndjson
-from operators.parse.tables import looks_like_table
+from operators.parse.tables import looks_like_tsv
 
 _OLE_SIGNATURE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
@@ -194,8 +194,8 @@ def text_format(text: str, hint: str | None) -> str:
             return "xml"
     if hint in ("csv", "tsv"):
         return hint
-    if looks_like_table(text):
-        return "tsv" if "\t" in head.split("\n", 1)[0] else "csv"
+    if looks_like_tsv(text):
+        return "tsv"
     return _markup_dialect(text[:16384])
 
 

@@ -31,7 +31,7 @@ def convert_legacy(data: bytes, kind: str, timeout_s: float) -> bytes:
     executable = soffice_path()
     label = kind.upper()
     if executable is None:
-        raise ParseError(NEEDS_LIBREOFFICE, f"legacy {label} files need LibreOffice, which is not installed", fix=_LIBREOFFICE_FIX)
+        raise ParseError(NEEDS_LIBREOFFICE, f"the legacy {label} format needs LibreOffice, which is not installed", fix=_LIBREOFFICE_FIX)
     target = _TARGETS[kind]
     with tempfile.TemporaryDirectory(prefix="ragpipe-soffice-") as folder:
         work = Path(folder)

@@ -2,7 +2,8 @@
 
 pypdf's default (plain) extraction follows the content stream, which most generators write column
 by column, so two-column papers read in order. Its layout mode would interleave the columns, so
-it is used only for pages whose glyphs are drawn twice ("fake bold", see `_undouble_line`).
+it is used only for pages whose glyphs are drawn twice ("fake bold", see `_undouble_line`). Pages
+set in CID fonts without a Unicode map are read by PDFium instead (see `pdfium_text`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from operators.parse.content import ParsedContent, ParseInput
 from operators.parse.errors import CORRUPT, ENCRYPTED, ParseError
 from operators.parse.normalize import normalize_text
 from operators.parse.ocr import no_text_error, ocr_available, ocr_pdf_pages
+from operators.parse.pdfium_text import PdfiumText, has_unmapped_cid_font
 from operators.records import Section
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ PYPDF_ERRORS = (
 _LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl", "\ufb05": "st", "\ufb06": "st"})
 # Four or more glyphs in a row, each extracted twice on lines of its own: "B\nB\nO\nO\n...".
 _DOUBLED_GLYPH_LINES = re.compile(r"(?m)(?:^(\S)\n\1\n){4,}")
+_SPACE_RUN = re.compile(r"[ \t]{2,}|\t")
 _CATALOG = re.compile(rb"(\d+)\s+(\d+)\s+obj\s*<<(?:(?!endobj).){0,2000}?/Type\s*/Catalog", re.DOTALL)
 _PASSWORD_FIX = "add the password to parse.pdf_passwords in the pipeline configuration"
 
@@ -50,7 +53,13 @@ def parse_pdf(inp: ParseInput) -> ParsedContent:
     metadata = pdf_metadata(reader)
     metadata["page_count"] = page_count
 
-    texts, failed = _extract_pages(reader, page_count)
+    pdfium = PdfiumText(inp.data, password)
+    try:
+        texts, failed, pdfium_pages = _extract_pages(reader, page_count, pdfium)
+    finally:
+        pdfium.close()
+    if pdfium_pages:
+        metadata["pdfium_pages"] = pdfium_pages
     if failed:
         metadata["failed_pages"] = failed
         logger.warning("pypdf could not extract pages %s of %s", failed, inp.uri)
@@ -140,20 +149,26 @@ def pdf_metadata(reader: PdfReader) -> dict[str, Any]:
     return metadata
 
 
-def _extract_pages(reader: PdfReader, page_count: int) -> tuple[dict[int, str], list[int]]:
-    """Return the non-blank page texts by 1-based number, and the numbers of pages that failed."""
+def _extract_pages(reader: PdfReader, page_count: int, pdfium: PdfiumText) -> tuple[dict[int, str], list[int], list[int]]:
+    """Return the non-blank page texts by 1-based number, the pages that failed, and those PDFium read."""
     texts: dict[int, str] = {}
     failed: list[int] = []
+    pdfium_pages: list[int] = []
     for number in range(1, page_count + 1):
         try:
-            text = page_text(reader.pages[number - 1])
+            page = reader.pages[number - 1]
+            text = page_text(page)
+            fallback = pdfium.page_text(number) if has_unmapped_cid_font(page) else None
         except PYPDF_ERRORS as err:
             logger.debug("page %d failed: %s: %s", number, type(err).__name__, err)
             failed.append(number)
             continue
+        if fallback and fallback.strip():
+            text = clean_page_text(fallback)
+            pdfium_pages.append(number)
         if text:
             texts[number] = text
-    return texts, failed
+    return texts, failed, pdfium_pages
 
 
 def page_text(page: Any) -> str:
@@ -161,12 +176,17 @@ def page_text(page: Any) -> str:
     text = page.extract_text() or ""
     if _DOUBLED_GLYPH_LINES.search(text):
         try:
-            # Layout mode pads with spaces to reproduce the page's columns; runs are collapsed.
+            # Layout mode pads with spaces to reproduce the page's columns; clean_page_text collapses them.
             layout = page.extract_text(extraction_mode="layout") or ""
-            text = re.sub(r"[ \t]{2,}", " ", layout) if layout.strip() else text
+            text = layout if layout.strip() else text
         except PYPDF_ERRORS as err:
             logger.debug("layout extraction failed, keeping plain text: %s", err)
-    lines = [_undouble_line(line.strip()) for line in text.split("\n")]
+    return clean_page_text(text)
+
+
+def clean_page_text(text: str) -> str:
+    """Normalize extracted page text: ligatures, doubled glyphs, and tabs that only mark positions."""
+    lines = [_undouble_line(_SPACE_RUN.sub(" ", line).strip()) for line in text.split("\n")]
     return normalize_text("\n".join(lines).translate(_LIGATURES))
 
 

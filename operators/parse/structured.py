@@ -91,19 +91,22 @@ def _all_strings(value: Any) -> Iterator[str]:
 
 
 def looks_like_ndjson(text: str) -> bool:
-    """Return True when the first lines are each a JSON object or array, and there are two or more."""
-    lines = [line for line in text.splitlines()[:20] if line.strip()]
-    if len(lines) < 2:
+    """Return True when the first lines all start a JSON object or array and most of them parse.
+
+    Two valid records are needed, and a minority of damaged lines is tolerated (they are skipped
+    and counted when parsing).
+    """
+    lines = [line.strip() for line in text.splitlines()[:20] if line.strip()]
+    if len(lines) < 2 or not all(line[0] in "{[" for line in lines):
         return False
+    valid = 0
     for line in lines:
-        stripped = line.strip()
-        if not (stripped.startswith("{") or stripped.startswith("[")):
-            return False
         try:
-            json.loads(stripped)
-        except ValueError:
-            return False
-    return True
+            json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        valid += 1
+    return valid >= 2 and valid > len(lines) / 2
 
 
 def parse_xml(text: str, encoding: str) -> ParsedContent:

@@ -57,16 +57,16 @@ def detect_delimiter(text: str) -> str:
     return best
 
 
-def looks_like_table(text: str) -> bool:
-    """Return True when at least three lines split into the same two or more fields on one delimiter."""
+def looks_like_tsv(text: str) -> bool:
+    """Return True when at least three lines split into the same two or more tab-separated fields.
+
+    Only tabs count: prose often has the same number of commas on a few lines in a row.
+    """
     lines = [line for line in text.splitlines()[:_SNIFF_LINES] if line.strip()]
     if len(lines) < 3:
         return False
-    for delimiter in _DELIMITERS:
-        counts = {len(row) for row in csv.reader(lines, delimiter=delimiter)}
-        if len(counts) == 1 and counts.pop() > 1:
-            return True
-    return False
+    counts = {len(row) for row in csv.reader(lines, delimiter="\t")}
+    return len(counts) == 1 and counts.pop() > 1
 
 
 def rows_to_text(rows: Iterable[Sequence[Any]]) -> str:
