@@ -120,10 +120,15 @@ class Operator(ABC):
                 "name": self.name,
                 "version": self.version,
                 "args": self.args.model_dump(mode="json", exclude=set(self.fingerprint_exclude)),
+                "extra": self.fingerprint_extra(),
             },
             sort_keys=True,
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def fingerprint_extra(self) -> dict[str, Any]:
+        """Return what else decides this operator's output, such as a tokenizer's content hash."""
+        return {}
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "args": self.args.model_dump(mode="json")}

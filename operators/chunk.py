@@ -117,8 +117,15 @@ class ChunkOperator(Operator):
     name: ClassVar[str] = "chunk"
     Args: ClassVar[type[OperatorArgs]] = ChunkArgs
     kind = "map"
+    # The tokenizer counts by its files' content, not by the path or name it was loaded from.
+    fingerprint_exclude: ClassVar[frozenset[str]] = frozenset({"tokenizer"})
 
     args: ChunkArgs
+
+    def fingerprint_extra(self) -> dict[str, Any]:
+        from operators.models import tokenizer_revision
+
+        return {"tokenizer": tokenizer_revision(self.args.tokenizer)}
 
     def setup(self) -> None:
         from tokenizers import Tokenizer

@@ -75,11 +75,33 @@ def model_revision(name_or_path: str) -> str:
     return digest.hexdigest()[:12]
 
 
+_TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
+    "sentencepiece.bpe.model", "spiece.model", "merges.txt", "vocab.json",
+)
+
+
+@functools.lru_cache(maxsize=8)
+def tokenizer_revision(name_or_path: str) -> str:
+    """Return a hash of the tokenizer files only, so a copied or re-trained model with the same
+    tokenizer does not count as a chunker change."""
+    folder = resolve_model_path(name_or_path)
+    digest = hashlib.sha256()
+    for filename in _TOKENIZER_FILES:
+        path = folder / filename
+        if path.is_file():
+            digest.update(filename.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 @functools.lru_cache(maxsize=4)
 def load_sentence_transformer(name_or_path: str, device: str = "cpu"):
     """Load a SentenceTransformer from its local folder (once per process)."""
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # "Loading weights" bars would mix with ours
     folder = resolve_model_path(name_or_path)
     logger.info("loading embedding model %s from %s on %s", name_or_path, folder, device)
     return SentenceTransformer(str(folder), device=device, local_files_only=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from operators.records import DUPLICATE, INDEXED, QUARANTINED, Document
+from rag_pipeline.fingerprints import Fingerprints
 from rag_pipeline.state import ManifestEntry
 
 NEW = "new"
@@ -21,6 +22,8 @@ MOVED = "moved"
 DELETED = "deleted"
 BACKFILL = "backfill"
 RETRY = "retry"
+RECHUNK = "rechunk"  # chunker settings changed: re-chunk from the cached parse output
+REEMBED = "reembed"  # embedding model changed: re-embed the stored chunks
 
 
 @dataclass
@@ -46,7 +49,9 @@ class BackfillSelection:
 
 @dataclass
 class ChangePlan:
-    to_process: list[Document] = field(default_factory=list)
+    to_process: list[Document] = field(default_factory=list)  # through the whole pipeline
+    rechunk: list[ManifestEntry] = field(default_factory=list)  # from `chunk` on, children included
+    reembed: list[ManifestEntry] = field(default_factory=list)  # from `embed` on, children included
     change_of: dict[str, str] = field(default_factory=dict)  # doc_id -> new | changed | moved | ...
     unchanged: list[ManifestEntry] = field(default_factory=list)  # carried forward as they are
     deleted: list[ManifestEntry] = field(default_factory=list)
@@ -57,7 +62,8 @@ class ChangePlan:
         """Ids whose stored chunks this run replaces or deletes, children included."""
         removed = {d.doc_id for d in self.to_process} | {e.doc_id for e in self.deleted}
         removed |= set(self.moved_from.values())
-        removed |= {doc_id for doc_id, entry in manifest.items() if entry.parent_id in removed}
+        removed |= _descendants(manifest, removed)
+        removed |= {e.doc_id for e in self.rechunk} | {e.doc_id for e in self.reembed}
         return removed
 
     def counts(self) -> dict[str, int]:
@@ -66,17 +72,35 @@ class ChangePlan:
             counts[change] = counts.get(change, 0) + 1
         counts[UNCHANGED] = len(self.unchanged)
         counts[DELETED] = len(self.deleted)
+        counts[RECHUNK] = sum(1 for e in self.rechunk if e.parent_id is None)
+        counts[REEMBED] = sum(1 for e in self.reembed if e.parent_id is None)
+        counts[CHANGED] += counts[RECHUNK] + counts[REEMBED]
         return counts
+
+
+def _descendants(manifest: dict[str, ManifestEntry], parents: set[str]) -> set[str]:
+    found: set[str] = set()
+    frontier = set(parents)
+    while frontier:
+        children = {doc_id for doc_id, e in manifest.items() if e.parent_id in frontier and doc_id not in found}
+        found |= children
+        frontier = children
+    return found
 
 
 def plan_changes(
     listed: list[Document],
     manifest: dict[str, ManifestEntry],
-    pipeline_fp: str,
-    embed_fp: str,
-    retry_key: str,
+    fingerprints: Fingerprints,
     backfill: BackfillSelection | None = None,
+    cached_parse: set[tuple[str, str]] | None = None,
 ) -> ChangePlan:
+    """Classify every listed document against the manifest.
+
+    `cached_parse` holds (doc_id, content_hash) pairs whose parse output is cached under the
+    current `parse_fp`; only those can be re-chunked without parsing again.
+    """
+    cached_parse = cached_parse or set()
     plan = ChangePlan()
     listed_ids = {d.doc_id for d in listed}
     top_level = {k: e for k, e in manifest.items() if e.parent_id is None}
@@ -89,14 +113,17 @@ def plan_changes(
         if not doc.is_pending:
             plan.terminal.append(doc)
             continue
-        change = _classify(doc, manifest.get(doc.doc_id), pipeline_fp, embed_fp, retry_key, backfill)
+        change = _classify(doc, manifest.get(doc.doc_id), fingerprints, backfill)
+        if change == RECHUNK and (doc.doc_id, doc.content_hash) not in cached_parse:
+            change = CHANGED
         if change == NEW and doc.content_hash in gone_by_hash:
             old_id = gone_by_hash.pop(doc.content_hash)
             plan.moved_from[doc.doc_id] = old_id
             change = MOVED
-        if change == UNCHANGED:
-            plan.unchanged.append(manifest[doc.doc_id])
-            doc.sections = []  # JSONL stubs carry their text; unchanged ones need none
+        if change in (UNCHANGED, RECHUNK, REEMBED):
+            entry = manifest[doc.doc_id]
+            {UNCHANGED: plan.unchanged, RECHUNK: plan.rechunk, REEMBED: plan.reembed}[change].append(entry)
+            doc.sections = []  # JSONL stubs carry their text; these need none
         else:
             plan.to_process.append(doc)
             plan.change_of[doc.doc_id] = change
@@ -108,19 +135,21 @@ def plan_changes(
     return plan
 
 
-def _classify(doc, previous, pipeline_fp, embed_fp, retry_key, backfill) -> str:
+def _classify(doc, previous, fingerprints: Fingerprints, backfill) -> str:
     if backfill is not None and backfill.matches(doc):
         return BACKFILL
     if previous is None:
         return NEW
-    if previous.content_hash != doc.content_hash:
+    if previous.content_hash != doc.content_hash or previous.parse_fp != fingerprints.parse_fp:
         return CHANGED
-    if previous.pipeline_fp != pipeline_fp:
-        return CHANGED
-    if previous.state == INDEXED and previous.embed_fp != embed_fp:
-        return CHANGED
-    if previous.state == QUARANTINED and previous.extra.get("retry_key") != retry_key:
+    if previous.state == QUARANTINED and previous.extra.get("retry_key") != fingerprints.retry_key:
         return RETRY
+    if previous.state != INDEXED:
+        return UNCHANGED
+    if previous.chunk_fp != fingerprints.chunk_fp:
+        return RECHUNK
+    if previous.embed_fp != fingerprints.embed_fp:
+        return REEMBED
     return UNCHANGED
 
 
@@ -141,9 +170,17 @@ def _retry_orphaned_duplicates(plan: ChangePlan, manifest, listed) -> None:
 
 
 def _carry_children(plan: ChangePlan, manifest: dict[str, ManifestEntry]) -> None:
-    """Archive members and attachments follow their parent: unchanged with it, or redone with it."""
-    unchanged_parents = {e.doc_id for e in plan.unchanged}
-    for doc_id, entry in sorted(manifest.items()):
-        if entry.parent_id is not None and entry.parent_id in unchanged_parents:
-            plan.unchanged.append(entry)
-            unchanged_parents.add(doc_id)  # children sort after their parent, so nesting works
+    """Archive members and attachments follow their parent: unchanged, re-chunked or re-embedded with it.
+
+    Children of a parent that goes through the whole pipeline are produced again by `parse`.
+    """
+    groups = (plan.unchanged, plan.rechunk, plan.reembed)
+    parent_group = {e.doc_id: group for group in groups for e in group}
+    for doc_id, entry in sorted(manifest.items()):  # children sort after their parent
+        group = parent_group.get(entry.parent_id) if entry.parent_id is not None else None
+        if group is None:
+            continue
+        if group is not plan.unchanged and entry.state != INDEXED:
+            group = plan.unchanged  # a duplicate or quarantined member has no chunks to redo
+        group.append(entry)
+        parent_group[doc_id] = group

@@ -44,7 +44,8 @@ def chunk_schema(dimension: int, metadata: dict[str, Any] | None = None) -> pa.S
         pa.field("token_count", pa.int32()),
         pa.field("content_hash", pa.string()),  # sha256 of the document's raw bytes
         pa.field("text_hash", pa.string()),  # sha256 of the chunk text
-        pa.field("pipeline_fp", pa.string()),  # fingerprint of parse/clean/chunk settings
+        pa.field("parse_fp", pa.string()),  # fingerprint of the steps before chunk
+        pa.field("chunk_fp", pa.string()),  # fingerprint of chunk and later steps except embed
         pa.field("embed_fp", pa.string()),  # fingerprint of the embedding model
         pa.field("metadata", pa.string()),  # JSON: pages, title, duplicates, ...
         pa.field("run_id", pa.string()),
@@ -175,6 +176,29 @@ class ChunkIndex:
             )
         return infos
 
+    def load_chunks(self, doc_ids: list[str]) -> dict[str, list[Any]]:
+        """Return the stored chunks (without vectors) of documents, by doc_id, in ordinal order."""
+        from operators.records import Chunk
+
+        found: dict[str, list[Any]] = {}
+        if not self.exists() or not doc_ids:
+            return found
+        dataset = self.open().to_lance()
+        columns = ["chunk_id", "doc_id", "text", "ordinal", "char_start", "char_end", "token_count", "metadata"]
+        for start in range(0, len(doc_ids), 500):
+            rows = dataset.to_table(columns=columns, filter=_in_filter("doc_id", doc_ids[start : start + 500]))
+            for row in rows.to_pylist():
+                found.setdefault(row["doc_id"], []).append(
+                    Chunk(
+                        chunk_id=row["chunk_id"], text=row["text"], ordinal=row["ordinal"],
+                        char_start=row["char_start"], char_end=row["char_end"],
+                        token_count=row["token_count"], metadata=json.loads(row["metadata"] or "{}"),
+                    )
+                )
+        for chunks in found.values():
+            chunks.sort(key=lambda c: c.ordinal)
+        return found
+
     def count_documents(self, version: int) -> int:
         table = self.open()
         table.checkout(version)
@@ -196,7 +220,7 @@ class ChunkIndex:
         query = table.search(query_vector, vector_column_name="vector").metric("cosine").limit(k)
         if filter_sql:
             query = query.where(filter_sql, prefilter=True)
-        rows = query.select(["chunk_id", "doc_id", "uri", "text", "metadata", "char_start", "char_end"]).to_list()
+        rows = query.select(["chunk_id", "doc_id", "uri", "text", "metadata", "_distance"]).to_list()
         hits = []
         for row in rows:
             hits.append(

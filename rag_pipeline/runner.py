@@ -28,16 +28,16 @@ import lancedb
 
 from operators.base import Operator
 from operators.context import RunContext
-from operators.records import DUPLICATE, FILTERED, INDEXED, QUARANTINED, Document
+from operators.records import DUPLICATE, FILTERED, INDEXED, QUARANTINED, Chunk, Document, Section
 from rag_pipeline.analytics import Analytics
 from rag_pipeline.changes import DELETED, UNCHANGED, BackfillSelection, ChangePlan, plan_changes
 from rag_pipeline.config import PipelineConfig
 from rag_pipeline.executors import make_executor
-from rag_pipeline.fingerprints import capability_key, pipeline_fingerprints
+from rag_pipeline.fingerprints import Fingerprints, chunk_position, compute_fingerprints, embed_position
 from rag_pipeline.index import ChunkIndex
 from rag_pipeline.sink import ChunkStager, manifest_entry_for
 from rag_pipeline.sources import KnownFile, list_documents
-from rag_pipeline.state import LanceEmbeddingCache, Manifest, ManifestEntry
+from rag_pipeline.state import LanceEmbeddingCache, Manifest, ManifestEntry, ParsedCache
 
 logger = logging.getLogger(__name__)
 
@@ -192,11 +192,11 @@ def _run(config: PipelineConfig, options: RunOptions, run_id: str, workspace: Wo
     db = workspace.connect()
     manifest_store = Manifest(db)
     manifest = manifest_store.load()
+    parsed_cache = ParsedCache(db)
     index = ChunkIndex(workspace.lance_dir)
     operators = config.build_operators()
-    embed_op = next(op for op in operators if op.name == "embed")
-    pipeline_fp, embed_fp = pipeline_fingerprints(operators)
-    retry_key = capability_key(operators)
+    embed_op = operators[embed_position(operators)]
+    fingerprints = compute_fingerprints(operators)
 
     known = {
         doc_id: KnownFile(entry.size_bytes, entry.mtime_ns, entry.content_hash)
@@ -204,12 +204,12 @@ def _run(config: PipelineConfig, options: RunOptions, run_id: str, workspace: Wo
         if entry.parent_id is None
     }
     listed = list_documents(config, known)
-    plan = plan_changes(listed, manifest, pipeline_fp, embed_fp, retry_key, options.backfill)
+    plan = plan_changes(listed, manifest, fingerprints, options.backfill, parsed_cache.keys(fingerprints.parse_fp))
     _guard_mass_delete(plan, manifest, config, options)
     logger.info("run %s plan: %s", run_id, plan.counts())
 
     removed = plan.removed_doc_ids(manifest)
-    table = index.open_or_create(embed_op.dimension(), _table_metadata(operators, pipeline_fp, embed_fp))
+    table = index.open_or_create(embed_op.dimension(), _table_metadata(operators, fingerprints))
     context = RunContext(
         run_id=run_id,
         workspace=workspace.root,
@@ -222,10 +222,8 @@ def _run(config: PipelineConfig, options: RunOptions, run_id: str, workspace: Wo
         incremental=bool(manifest),
     )
     cache = LanceEmbeddingCache(db)
-    stager = ChunkStager(workspace.staging_dir / run_id, embed_op.dimension(), run_id, pipeline_fp, embed_fp)
-    processed: list[ManifestEntry] = [
-        manifest_entry_for(doc, run_id, pipeline_fp, embed_fp, retry_key) for doc in plan.terminal
-    ]
+    stager = ChunkStager(workspace.staging_dir / run_id, embed_op.dimension(), run_id, fingerprints)
+    processed: list[ManifestEntry] = [manifest_entry_for(doc, run_id, fingerprints) for doc in plan.terminal]
 
     def sink(batch: list[Document]) -> None:
         # Keep only the manifest entry of each finished document, so memory does not grow with text.
@@ -238,18 +236,25 @@ def _run(config: PipelineConfig, options: RunOptions, run_id: str, workspace: Wo
             if doc.state == INDEXED:
                 stager.add(doc)
                 fault_point("after_first_staged_document")
-            processed.append(manifest_entry_for(doc, run_id, pipeline_fp, embed_fp, retry_key))
+            processed.append(manifest_entry_for(doc, run_id, fingerprints))
 
-    executor = make_executor(config, embedding_cache=cache, show_progress=options.show_progress)
-    result = executor.execute(plan.to_process, operators, context, sink, total=len(plan.to_process))
+    stats = [Counter() for _ in operators]
+    for docs, first_step in _work_groups(plan, operators, parsed_cache, index):
+        executor = make_executor(config, embedding_cache=cache, show_progress=options.show_progress)
+        result = executor.execute(docs, operators[first_step:], context, sink, total=len(docs))
+        for offset, counter in enumerate(result.stats):
+            stats[first_step + offset].update(counter)
     cache.flush()
     staged = stager.finish()
+    staged_parsed = stager.parsed.finish()
 
     fault_point("before_commit")
     version = index.served_version()
-    if plan.to_process or plan.deleted or plan.terminal or removed or version is None:
+    if removed or plan.terminal or staged is not None or version is None:
         version = index.commit(table, staged, removed, run_id)
         index.set_served(table, version)
+    parse_removed = removed - {e.doc_id for e in plan.reembed}
+    parsed_cache.commit(staged_parsed, parse_removed)
     shutil.rmtree(workspace.staging_dir / run_id, ignore_errors=True)
 
     fault_point("after_commit")
@@ -257,10 +262,61 @@ def _run(config: PipelineConfig, options: RunOptions, run_id: str, workspace: Wo
     manifest_store.save(new_manifest)
     _apply_retention(index, config)
 
-    stats = [dict(counter) for counter in result.stats]
+    stats = [dict(counter) for counter in stats]
     summary = _summarize(run_id, version, plan, processed, stats, operators, index, options)
     records = _analytics_rows(run_id, plan, processed, stats, operators)
     return summary, records
+
+
+def _work_groups(plan: ChangePlan, operators, parsed_cache: ParsedCache, index: ChunkIndex):
+    """Yield (documents, index of the first operator to run) for each kind of work in the plan."""
+    if plan.to_process:
+        yield plan.to_process, 0
+    if plan.rechunk:
+        yield _restore_parsed(plan.rechunk, parsed_cache), chunk_position(operators)
+    if plan.reembed:
+        yield _restore_chunks(plan.reembed, index), embed_position(operators)
+
+
+def _stub(entry: ManifestEntry) -> Document:
+    doc = Document(
+        doc_id=entry.doc_id, uri=entry.uri, source=entry.source, content_hash=entry.content_hash,
+        size_bytes=entry.size_bytes, format=entry.format, parent_id=entry.parent_id,
+    )
+    doc.metadata["mtime_ns"] = entry.mtime_ns
+    if entry.text_hash:
+        doc.metadata["text_hash"] = entry.text_hash
+    return doc
+
+
+def _restore_parsed(entries: list[ManifestEntry], parsed_cache: ParsedCache) -> list[Document]:
+    rows = parsed_cache.load([e.doc_id for e in entries])
+    docs = []
+    for entry in entries:
+        doc = _stub(entry)
+        row = rows.get(entry.doc_id)
+        if row is None:
+            # NOTE: the planner checks the cache for top-level documents only; a member whose cached
+            # text is missing is reported rather than silently dropped.
+            doc.mark_quarantined(
+                "pipeline", "cache_missing", f"the cached parse output of {entry.uri} is missing",
+                fix=f"run `ragpipe backfill CONFIG --paths '{entry.doc_id.split('#')[0].split('!/')[0]}'`",
+            )
+        else:
+            doc.sections = [Section(text=s["text"], metadata=s.get("metadata") or {}) for s in row["sections"]]
+            doc.metadata.update(row["metadata"])
+        docs.append(doc)
+    return docs
+
+
+def _restore_chunks(entries: list[ManifestEntry], index: ChunkIndex) -> list[Document]:
+    stored = index.load_chunks([e.doc_id for e in entries])
+    docs = []
+    for entry in entries:
+        doc = _stub(entry)
+        doc.chunks = stored.get(entry.doc_id, [])
+        docs.append(doc)
+    return docs
 
 
 def _guard_mass_delete(plan: ChangePlan, manifest, config: PipelineConfig, options: RunOptions) -> None:
@@ -277,7 +333,7 @@ def _guard_mass_delete(plan: ChangePlan, manifest, config: PipelineConfig, optio
         )
 
 
-def _table_metadata(operators: list[Operator], pipeline_fp: str, embed_fp: str) -> dict[str, Any]:
+def _table_metadata(operators: list[Operator], fingerprints: Fingerprints) -> dict[str, Any]:
     embed_op = next(op for op in operators if op.name == "embed")
     chunk_op = next(op for op in operators if op.name == "chunk")
     return {
@@ -286,11 +342,11 @@ def _table_metadata(operators: list[Operator], pipeline_fp: str, embed_fp: str) 
             "revision": embed_op.model_revision() if hasattr(embed_op, "model_revision") else None,
             "dimension": embed_op.dimension(),
             "normalize": getattr(embed_op.args, "normalize", True),
-            "fingerprint": embed_fp,
+            "fingerprint": fingerprints.embed_fp,
         },
         "ragpipe.chunker": chunk_op.describe()["args"],
         "ragpipe.pipeline": [op.describe() for op in operators],
-        "ragpipe.pipeline_fingerprint": pipeline_fp,
+        "ragpipe.fingerprints": {"parse": fingerprints.parse_fp, "chunk": fingerprints.chunk_fp},
     }
 
 

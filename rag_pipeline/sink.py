@@ -12,8 +12,9 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from operators.records import Document
+from rag_pipeline.fingerprints import Fingerprints
 from rag_pipeline.index import chunk_schema
-from rag_pipeline.state import ManifestEntry
+from rag_pipeline.state import PARSED_SCHEMA, ManifestEntry
 
 logger = logging.getLogger(__name__)
 
@@ -23,19 +24,21 @@ _ROWS_PER_WRITE = 2048
 class ChunkStager:
     """Buffers chunk rows and appends them to one Parquet file under the run's staging folder."""
 
-    def __init__(self, folder: Path, dimension: int, run_id: str, pipeline_fp: str, embed_fp: str) -> None:
+    def __init__(self, folder: Path, dimension: int, run_id: str, fingerprints: Fingerprints) -> None:
         self.folder = folder
         self.schema = chunk_schema(dimension)
         self.dimension = dimension
         self.run_id = run_id
-        self.pipeline_fp = pipeline_fp
-        self.embed_fp = embed_fp
+        self.fingerprints = fingerprints
+        self.parsed = ParsedStager(folder)
         self.rows: list[dict] = []
         self.vectors: list[np.ndarray] = []
         self.count = 0
         self._writer: pq.ParquetWriter | None = None
 
     def add(self, doc: Document) -> None:
+        if doc.sections:
+            self.parsed.add(doc, self.fingerprints.parse_fp)
         for chunk in doc.chunks:
             vector = np.asarray(chunk.vector, dtype=np.float32)
             if vector.shape != (self.dimension,):
@@ -56,8 +59,9 @@ class ChunkStager:
                     "token_count": chunk.token_count,
                     "content_hash": doc.content_hash,
                     "text_hash": chunk.text_hash,
-                    "pipeline_fp": self.pipeline_fp,
-                    "embed_fp": self.embed_fp,
+                    "parse_fp": self.fingerprints.parse_fp,
+                    "chunk_fp": self.fingerprints.chunk_fp,
+                    "embed_fp": self.fingerprints.embed_fp,
                     "metadata": json.dumps(chunk.metadata, ensure_ascii=False, default=str),
                     "run_id": self.run_id,
                 }
@@ -90,7 +94,47 @@ class ChunkStager:
         return pads.dataset(self.folder / "chunks.parquet", format="parquet", schema=self.schema)
 
 
-def manifest_entry_for(doc: Document, run_id: str, pipeline_fp: str, embed_fp: str, retry_key: str) -> ManifestEntry:
+class ParsedStager:
+    """Stages the cleaned sections of indexed documents for the parse cache."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "parsed.parquet"
+        self.rows: list[dict] = []
+        self._writer: pq.ParquetWriter | None = None
+
+    def add(self, doc: Document, parse_fp: str) -> None:
+        sections = [{"text": s.text, "metadata": s.metadata} for s in doc.sections]
+        self.rows.append(
+            {
+                "doc_id": doc.doc_id,
+                "content_hash": doc.content_hash,
+                "parse_fp": parse_fp,
+                "format": doc.format,
+                "sections": json.dumps(sections, ensure_ascii=False, default=str),
+                "metadata": json.dumps(doc.metadata, ensure_ascii=False, default=str),
+            }
+        )
+        if len(self.rows) >= 256:
+            self._write()
+
+    def _write(self) -> None:
+        if not self.rows:
+            return
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self.path, PARSED_SCHEMA)
+        self._writer.write_table(pa.Table.from_pylist(self.rows, schema=PARSED_SCHEMA))
+        self.rows = []
+
+    def finish(self) -> pads.Dataset | None:
+        self._write()
+        if self._writer is None:
+            return None
+        self._writer.close()
+        return pads.dataset(self.path, format="parquet", schema=PARSED_SCHEMA)
+
+
+def manifest_entry_for(doc: Document, run_id: str, fingerprints: Fingerprints) -> ManifestEntry:
     quarantine = doc.quarantine
     return ManifestEntry(
         doc_id=doc.doc_id,
@@ -110,9 +154,10 @@ def manifest_entry_for(doc: Document, run_id: str, pipeline_fp: str, embed_fp: s
         format=doc.format,
         chunks=len(doc.chunks),
         text_hash=doc.metadata.get("text_hash"),
-        pipeline_fp=pipeline_fp,
-        embed_fp=embed_fp,
+        parse_fp=fingerprints.parse_fp,
+        chunk_fp=fingerprints.chunk_fp,
+        embed_fp=fingerprints.embed_fp,
         parent_id=doc.parent_id,
         run_id=run_id,
-        extra={"retry_key": retry_key} if quarantine else {},
+        extra={"retry_key": fingerprints.retry_key} if quarantine else {},
     )

@@ -44,7 +44,8 @@ class ManifestEntry:
     format: str | None = None
     chunks: int = 0
     text_hash: str | None = None
-    pipeline_fp: str = ""
+    parse_fp: str = ""
+    chunk_fp: str = ""
     embed_fp: str = ""
     parent_id: str | None = None
     run_id: str = ""
@@ -70,7 +71,8 @@ _MANIFEST_SCHEMA = pa.schema(
         ("format", pa.string()),
         ("chunks", pa.int64()),
         ("text_hash", pa.string()),
-        ("pipeline_fp", pa.string()),
+        ("parse_fp", pa.string()),
+        ("chunk_fp", pa.string()),
         ("embed_fp", pa.string()),
         ("parent_id", pa.string()),
         ("run_id", pa.string()),
@@ -198,3 +200,68 @@ class LanceEmbeddingCache:
         if unused:
             table.optimize()
         return len(unused)
+
+
+PARSED_TABLE = "parsed"
+
+PARSED_SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("content_hash", pa.string()),
+        ("parse_fp", pa.string()),
+        ("format", pa.string()),
+        ("sections", pa.string()),  # JSON list of {"text", "metadata"}
+        ("metadata", pa.string()),  # JSON object
+    ]
+)
+
+
+class ParsedCache:
+    """Cleaned document text (the output of the steps before `chunk`) of indexed documents.
+
+    It lets a change of chunker settings re-chunk documents without parsing them again.
+    """
+
+    def __init__(self, db: lancedb.DBConnection) -> None:
+        self.db = db
+
+    def _table(self):
+        if PARSED_TABLE not in self.db.table_names():
+            return None
+        return self.db.open_table(PARSED_TABLE)
+
+    def keys(self, parse_fp: str) -> set[tuple[str, str]]:
+        """Return (doc_id, content_hash) pairs cached under `parse_fp`."""
+        table = self._table()
+        if table is None:
+            return set()
+        rows = table.to_lance().to_table(
+            columns=["doc_id", "content_hash"], filter=f"parse_fp = '{parse_fp}'"
+        )
+        return set(zip(rows.column("doc_id").to_pylist(), rows.column("content_hash").to_pylist()))
+
+    def load(self, doc_ids: list[str]) -> dict[str, dict[str, Any]]:
+        table = self._table()
+        found: dict[str, dict[str, Any]] = {}
+        if table is None:
+            return found
+        for start in range(0, len(doc_ids), 500):
+            block = doc_ids[start : start + 500]
+            quoted = ", ".join("'" + d.replace("'", "''") + "'" for d in block)
+            for row in table.to_lance().to_table(filter=f"doc_id IN ({quoted})").to_pylist():
+                row["sections"] = json.loads(row["sections"])
+                row["metadata"] = json.loads(row["metadata"] or "{}")
+                found[row["doc_id"]] = row
+        return found
+
+    def commit(self, staged, removed_doc_ids: set[str]) -> None:
+        """Upsert the staged rows and drop the rows of removed documents."""
+        table = self._table()
+        if table is None:
+            table = self.db.create_table(PARSED_TABLE, schema=PARSED_SCHEMA)
+        source = staged.scanner().to_reader() if staged is not None else PARSED_SCHEMA.empty_table()
+        builder = table.merge_insert("doc_id").when_matched_update_all().when_not_matched_insert_all()
+        if removed_doc_ids:
+            quoted = ", ".join("'" + d.replace("'", "''") + "'" for d in sorted(removed_doc_ids))
+            builder = builder.when_not_matched_by_source_delete(f"doc_id IN ({quoted})")
+        builder.execute(source)

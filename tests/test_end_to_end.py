@@ -109,7 +109,7 @@ def corpus_run(tmp_path_factory):
             {"parse": {}},
             {"clean": {}},
             {"dedupe_exact": {}},
-            {"chunk": {"max_tokens": 256, "overlap_tokens": 32}},
+            {"chunk": {"max_tokens": 254, "overlap_tokens": 32}},
             {"embed": {"model": "all-MiniLM-L6-v2", "batch_size": 64}},
         ],
     }

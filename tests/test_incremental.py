@@ -123,12 +123,19 @@ def test_rename_embeds_nothing_and_changes_uri(tmp_path, corpus):
     assert moved[0]["uri"].endswith("renamed.txt")
 
 
-def test_chunker_change_rechunks(tmp_path, corpus):
+def _operator_counter(summary, name: str, counter: str) -> int:
+    row = next(row for row in summary.operators if row["operator"] == name)
+    return int(row.get(counter, 0))
+
+
+def test_chunker_change_rechunks_without_parsing(tmp_path, corpus):
     run(_config(tmp_path, corpus, max_tokens=64))
     before = chunk_rows(tmp_path / "ws")
     second = run(_config(tmp_path, corpus, max_tokens=128))
     after = chunk_rows(tmp_path / "ws")
-    assert second.changes["changed"] == 4
+    assert second.changes["rechunk"] == 4
+    assert _operator_counter(second, "parse", "in") == 0
+    assert _operator_counter(second, "chunk", "in") == 4
     assert max(r["token_count"] for r in after) > 64
     assert len(after) < len(before)
     ids = [row["chunk_id"] for row in after]
@@ -146,6 +153,12 @@ def test_model_change_reembeds_everything(tmp_path, corpus):
     second = run(_config(tmp_path, corpus, embed={"model": str(other_model)}))
     assert second.chunks["embedded"] == count
     assert second.chunks["reused"] == 0
+    assert second.changes["reembed"] == 4
+    assert _operator_counter(second, "parse", "in") == 0
+    assert _operator_counter(second, "chunk", "in") == 0
+    assert sorted(r["chunk_id"] for r in chunk_rows(tmp_path / "ws")) == sorted(
+        r["chunk_id"] for r in chunk_rows(tmp_path / "ws", 2)
+    )
 
 
 def test_reappearing_file_is_indexed_again(tmp_path, corpus):

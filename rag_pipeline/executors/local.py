@@ -130,9 +130,11 @@ class LocalExecutor(Executor):
 
     def _start_pool(self, operators: list[Operator]) -> None:
         context = multiprocessing.get_context("forkserver")
+        # Workers get only the map operators: a model operator may hold a loaded model.
+        worker_operators = [op if op.kind == "map" else None for op in operators]
         self._pool = ProcessPool(
             max_workers=self.workers, max_tasks=200, initializer=_init_worker,
-            initargs=(operators,), context=context,
+            initargs=(worker_operators,), context=context,
         )
         logger.info("started %d worker processes", self.workers)
 

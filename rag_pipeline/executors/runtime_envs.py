@@ -1,0 +1,150 @@
+"""Per-operator Ray `runtime_env` declarations: checks for the local executor, merging for Ray.
+
+An operator may declare `runtime_env` (a Ray runtime environment: pip packages, environment
+variables, a container image). The Ray executor passes it to the workers of that operator's stage.
+The local executor runs every operator in the current Python environment, so it can honour a
+declaration only where that environment already satisfies it; `check_runtime_envs_local` says
+which parts it cannot honour. This module does not import Ray.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import sys
+from typing import Any, Iterable
+
+from packaging.requirements import InvalidRequirement, Requirement
+
+from operators.base import Operator
+
+logger = logging.getLogger(__name__)
+
+# Modules of ragpipe itself; every Ray node must have ragpipe installed, so they are never shipped.
+_PROJECT_PACKAGES = ("operators", "rag_pipeline")
+
+
+def check_runtime_envs_local(operators: Iterable[Operator]) -> list[str]:
+    """Log a warning for each operator whose `runtime_env` the local executor cannot honour.
+
+    The local executor runs operators in-process: pip and uv requirements count as honoured when
+    the installed distributions satisfy them, and environment variables when the current process
+    already has those values. Everything else (container images, conda, working_dir, py_modules)
+    is ignored there. Return the warning messages, one per operator.
+    """
+    messages = []
+    for op in operators:
+        env = op.runtime_env
+        if not env:
+            continue
+        problems = _unmet_parts(env)
+        if not problems:
+            logger.debug("operator %s: its runtime_env %r is satisfied by this environment", op.name, env)
+            continue
+        message = (
+            f"operator {op.name!r} declares runtime_env {env!r}, which the local executor cannot honour "
+            f"({'; '.join(problems)}); it runs in this Python process as it is. Install what it needs "
+            "here, or run the pipeline with `executor: {type: ray}`"
+        )
+        logger.warning(message)
+        messages.append(message)
+    return messages
+
+
+def _unmet_parts(env: dict[str, Any]) -> list[str]:
+    problems = []
+    for key, value in env.items():
+        if key in ("pip", "uv"):
+            unmet = unmet_requirements(_requirement_list(value))
+            if unmet:
+                problems.append(f"{key} requirements not installed here: {', '.join(unmet)}")
+        elif key == "env_vars":
+            differing = sorted(name for name, wanted in (value or {}).items() if os.environ.get(name) != str(wanted))
+            if differing:
+                problems.append(f"environment variables not set here: {', '.join(differing)}")
+        elif key in ("config", "excludes"):
+            continue  # settings of Ray's own environment set-up, with no meaning outside Ray
+        else:
+            problems.append(f"{key!r} is ignored outside Ray")
+    return problems
+
+
+def _requirement_list(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        value = value.get("packages", [])
+    if isinstance(value, str):
+        # Ray reads a string as the path of a requirements file.
+        return [f"-r {value}"]
+    return [str(item) for item in value or []]
+
+
+def unmet_requirements(requirements: list[str]) -> list[str]:
+    """Return the requirement strings that the installed distributions do not satisfy.
+
+    A line that is not a plain requirement (a file path, a URL, an option) cannot be checked and
+    counts as unmet.
+    """
+    unmet = []
+    for line in requirements:
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            unmet.append(line)
+            continue
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        try:
+            installed = importlib.metadata.version(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            unmet.append(line)
+            continue
+        if requirement.specifier and not requirement.specifier.contains(installed, prereleases=True):
+            unmet.append(f"{line} (installed: {installed})")
+    return unmet
+
+
+# ---- merging for the Ray executor -------------------------------------------------------------
+
+
+def code_modules_to_ship(op: Operator) -> list[str]:
+    """Return the top-level module of `op`'s class when Ray workers may not have it installed.
+
+    A custom operator defined in a plain source file or folder (not under site-packages or
+    dist-packages) is shipped to the workers with Ray's `py_modules`, so a `custom_operators:`
+    module on the driver's path runs on a remote cluster without installing it there.
+    """
+    top_level = type(op).__module__.split(".")[0]
+    if top_level in _PROJECT_PACKAGES or top_level == "__main__":
+        return []
+    module = sys.modules.get(top_level)
+    path = getattr(module, "__file__", None)
+    if path is None:
+        return []
+    parts = os.path.normpath(path).split(os.sep)
+    if "site-packages" in parts or "dist-packages" in parts:
+        return []
+    return [top_level]
+
+
+def stage_runtime_env(operators: list[Operator]) -> dict[str, Any]:
+    """Return the Ray `runtime_env` for operators that share a worker, plus their code to ship.
+
+    The Ray executor fuses operators into one stage only when `runtime_env_identity` is equal, so
+    the declared environment of the first operator is the declared environment of them all.
+    """
+    env: dict[str, Any] = dict(operators[0].runtime_env or {})
+    modules: list[str] = []
+    for op in operators:
+        for module in code_modules_to_ship(op):
+            if module not in modules:
+                modules.append(module)
+    if modules:
+        env["py_modules"] = list(env.get("py_modules", [])) + [sys.modules[name] for name in modules]
+    return env
+
+
+def runtime_env_identity(op: Operator) -> str:
+    """Return a string that is equal for operators that can share a Ray worker."""
+    declared = repr(sorted((op.runtime_env or {}).items(), key=lambda item: item[0]))
+    return declared + "|" + ",".join(code_modules_to_ship(op))
