@@ -41,8 +41,9 @@ class DedupeExactOperator(GlobalOperator):
 
     Documents arrive sorted by doc_id, so the keeper does not depend on scheduling. Documents
     indexed by earlier runs take precedence, so a new document with the text of one of them is
-    marked a duplicate of it. Every pending document gets its hash in `metadata["text_hash"]`, which the engine
-    stores for later runs. Documents whose normalized text is empty are never marked duplicates.
+    marked a duplicate of it. Every pending document gets its hash in `metadata["text_hash"]`,
+    which the engine stores for later runs. Documents whose normalized text is empty are never
+    marked duplicates.
     """
 
     name: ClassVar[str] = "dedupe_exact"
