@@ -8,7 +8,7 @@ from operators.parse.archive import parse_zip
 from operators.parse.content import ParsedContent, ParseInput
 from operators.parse.detect import Detection
 from operators.parse.epub import parse_epub
-from operators.parse.errors import EMPTY, ENCRYPTED, UNSUPPORTED, ParseError
+from operators.parse.errors import EMPTY, ENCRYPTED, NO_TEXT, UNSUPPORTED, ParseError
 from operators.parse.html import html_to_text, parse_html
 from operators.parse.legacy import convert_legacy
 from operators.parse.mail import parse_eml, parse_msg
@@ -16,6 +16,7 @@ from operators.parse.ocr import no_text_error, ocr_available, ocr_image
 from operators.parse.office import parse_docx, parse_pptx
 from operators.parse.opendocument import parse_opendocument
 from operators.parse.pandoc import pandoc_to_html
+from operators.parse.normalize import normalize_text
 from operators.parse.pdf import parse_pdf
 from operators.parse.spreadsheets import parse_xls, parse_xlsx
 from operators.parse.structured import parse_json, parse_ndjson, parse_xml
@@ -73,8 +74,10 @@ def _rtf(inp: ParseInput, detection: Detection) -> ParsedContent:
 def _image(inp: ParseInput, detection: Detection) -> ParsedContent:
     if not (inp.args.ocr and ocr_available()):
         raise no_text_error(f"{detection.mime} image")
-    text = ocr_image(inp.data, inp.args.ocr_languages)
-    return ParsedContent("image", [Section(text)], {"ocr": True, "mime": detection.mime})
+    text = normalize_text(ocr_image(inp.data, inp.args.ocr_languages))
+    if not text:
+        raise ParseError(NO_TEXT, f"OCR found no text in the {detection.mime} image")
+    return ParsedContent("image", [Section(text)], {"ocr": True})
 
 
 def _text(kind: str) -> Parser:
