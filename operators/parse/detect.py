@@ -23,6 +23,7 @@ from operators.parse.encodings import UndecodableError, decode_text
 from operators.parse.errors import CORRUPT, ParseError
 from operators.parse.structured import looks_like_ndjson
 from operators.parse.tables import looks_like_tsv
+from operators.parse.zipguard import ZIP_ERRORS
 
 _OLE_SIGNATURE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
@@ -130,7 +131,7 @@ def _zip_format(data: bytes) -> Detection:
         archive = zipfile.ZipFile(io.BytesIO(data))
         names = set(archive.namelist())
         declared_type = _small_member(archive, "mimetype")
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
+    except ZIP_ERRORS:
         return Detection("zip", mime="application/zip")  # parse_zip reports the damage
     if declared_type in _ODF_TYPES:
         return Detection(_ODF_TYPES[declared_type], mime=declared_type)

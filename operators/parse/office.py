@@ -16,7 +16,7 @@ from operators.parse.content import ParsedContent, ParseInput
 from operators.parse.errors import CORRUPT, ParseError
 from operators.parse.normalize import normalize_text
 from operators.parse.xmlparts import main_part_name, ooxml_properties, parse_part
-from operators.parse.zipguard import MEGABYTE, open_zip, read_member
+from operators.parse.zipguard import MEGABYTE, ZIP_ERRORS, open_zip, read_member
 from operators.records import Section
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
@@ -90,7 +90,7 @@ def parse_pptx(inp: ParseInput) -> ParsedContent:
     open_zip(inp.data, inp.args.max_archive_total_mb).close()
     try:
         presentation = Presentation(io.BytesIO(inp.data))
-    except (KeyError, ValueError, etree.XMLSyntaxError) as err:
+    except (*ZIP_ERRORS, etree.XMLSyntaxError) as err:
         raise ParseError(CORRUPT, f"python-pptx cannot open the presentation: {err}") from err
 
     sections = []

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import io
-import zipfile
 from typing import Any
+
+from lxml import etree
 
 from operators.parse.content import ParsedContent, ParseInput
 from operators.parse.errors import CORRUPT, ENCRYPTED, ParseError
 from operators.parse.normalize import normalize_text
 from operators.parse.tables import rows_to_text
 from operators.parse.xmlparts import ooxml_properties
-from operators.parse.zipguard import MEGABYTE, open_zip
+from operators.parse.zipguard import MEGABYTE, ZIP_ERRORS, open_zip
 from operators.records import Section
 
 
@@ -23,7 +24,7 @@ def parse_xlsx(inp: ParseInput) -> ParsedContent:
         metadata = ooxml_properties(archive, int(inp.args.max_file_mb * MEGABYTE))
     try:
         workbook = openpyxl.load_workbook(io.BytesIO(inp.data), read_only=True, data_only=True)
-    except (KeyError, ValueError, TypeError, zipfile.BadZipFile) as err:
+    except (*ZIP_ERRORS, TypeError, etree.XMLSyntaxError) as err:
         raise ParseError(CORRUPT, f"openpyxl cannot open the workbook: {err}") from err
     try:
         sections = []

@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 
 from operators.parse.errors import CORRUPT, ENCRYPTED, TOO_LARGE, ParseError
 
 MEGABYTE = 1024 * 1024
+
+# What zipfile raises on damaged archives: bad headers or CRCs, corrupt deflate data, a missing
+# member (KeyError), unknown compression methods or versions (NotImplementedError).
+ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, KeyError, NotImplementedError, EOFError, OSError, ValueError)
 
 
 def open_zip(data: bytes, max_total_mb: float) -> zipfile.ZipFile:
     """Open `data` as a ZIP file whose declared uncompressed total is at most `max_total_mb`."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+    except ZIP_ERRORS as err:
         raise ParseError(CORRUPT, f"invalid ZIP container: {err}") from err
     declared = sum(info.file_size for info in archive.infolist())
     if declared > max_total_mb * MEGABYTE:
@@ -34,13 +39,16 @@ def open_zip(data: bytes, max_total_mb: float) -> zipfile.ZipFile:
 
 def read_member(archive: zipfile.ZipFile, name: str | zipfile.ZipInfo, limit_bytes: int) -> bytes:
     """Read one member, raising ParseError when it is encrypted, damaged or over `limit_bytes`."""
-    info = name if isinstance(name, zipfile.ZipInfo) else archive.getinfo(name)
+    try:
+        info = name if isinstance(name, zipfile.ZipInfo) else archive.getinfo(name)
+    except KeyError as err:
+        raise ParseError(CORRUPT, f"ZIP container has no member {name!r}") from err
     if info.flag_bits & 0x1:
         raise ParseError(ENCRYPTED, f"ZIP member {info.filename!r} is password-protected")
     try:
         with archive.open(info) as handle:
             data = handle.read(limit_bytes + 1)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, EOFError, ValueError) as err:
+    except ZIP_ERRORS as err:
         raise ParseError(CORRUPT, f"cannot read ZIP member {info.filename!r}: {err}") from err
     if len(data) > limit_bytes:
         raise ParseError(
