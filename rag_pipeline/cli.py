@@ -199,6 +199,16 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_tag(args: argparse.Namespace) -> int:
+    from rag_pipeline.index import ChunkIndex
+    from rag_pipeline.runner import workspace_for
+
+    config = _load(args.config)
+    ChunkIndex(workspace_for(config).lance_dir).tag(args.version, args.name)
+    print(f"version {args.version} tagged {args.name!r}; retention keeps it", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_retention(args: argparse.Namespace) -> int:
     from rag_pipeline.index import ChunkIndex
     from rag_pipeline.runner import workspace_for
@@ -211,6 +221,10 @@ def cmd_retention(args: argparse.Namespace) -> int:
 
 
 # ---- parser -----------------------------------------------------------------------------------
+
+
+def _version_or_tag(value: str) -> int | str:
+    return int(value) if value.isdigit() else value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,7 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     versions = add("versions", cmd_versions, "List table versions.")
     versions.add_argument("--json", action="store_true")
     rollback = add("rollback", cmd_rollback, "Point the served version at an earlier version.")
-    rollback.add_argument("version", type=int)
+    rollback.add_argument("version", type=_version_or_tag, help="version number or tag name")
+    tag = add("tag", cmd_tag, "Tag a version so retention keeps it.")
+    tag.add_argument("version", type=int)
+    tag.add_argument("name")
     retention = add("retention", cmd_retention, "Compact the table and remove old untagged versions.")
     retention.add_argument("--keep", type=int, help="versions to keep (default: retention.keep_versions)")
     return parser

@@ -2,7 +2,7 @@
 
 Every run that changes the index writes exactly one new table version through a single
 `merge_insert` (upserts keyed by `chunk_id`, deletes scoped to the documents the run touched), and
-tags it `run-<run_id>`. The tag `served` points at the version that searches read; it moves only
+tags it `run-<run_id>`. The tag `served` points at the version that searches read. It moves only
 after a run has completed, and `rollback` points it at an earlier version.
 """
 
@@ -204,8 +204,14 @@ class ChunkIndex:
         table.checkout(version)
         return len(table.to_lance().to_table(columns=["doc_id"]).column("doc_id").unique())
 
-    def rollback(self, version: int) -> None:
+    def rollback(self, version: int | str) -> None:
+        """Point the served tag at a version number or at the version another tag names."""
         table = self.open()
+        if isinstance(version, str):
+            tags = table.tags.list()
+            if version not in tags:
+                raise IndexError_(f"no tag named {version!r}; tags: {sorted(tags)}")
+            version = tags[version]["version"]
         known = {v["version"] for v in table.list_versions()}
         if version not in known:
             raise IndexError_(
@@ -238,26 +244,45 @@ class ChunkIndex:
     # ---- retention ----------------------------------------------------------------------------
 
     def apply_retention(self, keep_versions: int) -> dict[str, int]:
-        """Compact the table and remove untagged versions beyond the newest `keep_versions`.
+        """Compact the table and remove versions outside the newest `keep_versions`.
 
-        Lance refuses to remove a version a tag points to, so tagged versions (the served one, and
-        any tagged by users) are kept; run tags of versions older than the window are removed first
-        so their versions can go.
+        Tagged versions are never removed: the served one and any a user tagged stay restorable.
+        Run tags (`run-<id>`) of versions outside the window are dropped first, because Lance
+        keeps every tagged version.
         """
         table = self.open()
-        versions = [v["version"] for v in table.list_versions()]
-        keep = set(sorted(versions)[-keep_versions:])
-        tags = table.tags.list()
-        served = tags.get(SERVED_TAG, {}).get("version")
+        versions = sorted(v["version"] for v in table.list_versions())
+        keep = set(versions[-keep_versions:])
         removed_tags = 0
-        for name, info in tags.items():
-            if name.startswith(RUN_TAG_PREFIX) and info["version"] not in keep and info["version"] != served:
+        for name, info in table.tags.list().items():
+            if name.startswith(RUN_TAG_PREFIX) and info["version"] not in keep:
                 table.tags.delete(name)
                 removed_tags += 1
-        table.optimize(cleanup_older_than=timedelta(seconds=0))
-        remaining = [v["version"] for v in table.list_versions()]
-        # optimize() may add compaction versions; those are not run versions and need no tag.
-        return {"removed_run_tags": removed_tags, "versions_before": len(versions), "versions_after": len(remaining)}
+        table.optimize(cleanup_older_than=timedelta(days=36500))  # compaction and index upkeep only
+        stats = table.to_lance().cleanup_old_versions(
+            older_than=timedelta(seconds=0), retain_versions=keep_versions, error_if_tagged_old_versions=False
+        )
+        remaining = [v["version"] for v in self.open().list_versions()]
+        logger.info(
+            "retention kept %d of %d versions (%d bytes removed, %d run tags dropped)",
+            len(remaining), len(versions), stats.bytes_removed, removed_tags,
+        )
+        return {
+            "versions_before": len(versions),
+            "versions_after": len(remaining),
+            "bytes_removed": int(stats.bytes_removed),
+            "removed_run_tags": removed_tags,
+        }
+
+    def tag(self, version: int, name: str) -> None:
+        """Tag a version so retention never removes it."""
+        if name == SERVED_TAG or name.startswith(RUN_TAG_PREFIX):
+            raise IndexError_(f"tag name {name!r} is reserved; choose a name not starting with {RUN_TAG_PREFIX!r}")
+        table = self.open()
+        known = {v["version"] for v in table.list_versions()}
+        if version not in known:
+            raise IndexError_(f"version {version} does not exist; available versions: {sorted(known)}")
+        table.tags.create(name, version)
 
 
 def _in_filter(column: str, values: list[str]) -> str:

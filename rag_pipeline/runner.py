@@ -3,8 +3,8 @@
 Order of writes, and why: chunks are staged to a Parquet file under `staging/<run_id>/`, then
 committed to the chunks table in one `merge_insert` (one version), then the `served` tag moves,
 then the manifest and analytics are written. A run that fails or is killed before the commit
-leaves the served version untouched; one killed after it leaves a manifest that is behind, which
-the next run repairs by re-processing those documents with vectors from the embedding cache.
+leaves the served version untouched. A run killed after the commit leaves a manifest that is
+behind, so the next run re-processes those documents, with vectors from the embedding cache.
 """
 
 from __future__ import annotations
@@ -260,6 +260,7 @@ def _run(config: PipelineConfig, options: RunOptions, run_id: str, workspace: Wo
     fault_point("after_commit")
     new_manifest = _next_manifest(manifest, plan, processed)
     manifest_store.save(new_manifest)
+    _collect_cache_garbage(cache, index, fingerprints.embed_fp)
     _apply_retention(index, config)
 
     stats = [dict(counter) for counter in stats]
@@ -360,6 +361,19 @@ def _next_manifest(manifest, plan, processed: list[ManifestEntry]) -> dict[str, 
     return entries
 
 
+def _collect_cache_garbage(cache: LanceEmbeddingCache, index: ChunkIndex, embed_fp: str) -> None:
+    """Drop cached vectors no chunk uses once the cache has 1.5x more entries than the table."""
+    try:
+        cached = cache.count(embed_fp)
+        live_table = index.open_served()
+        if cached <= 1.5 * live_table.count_rows() + 1000:
+            return
+        live = set(live_table.to_lance().to_table(columns=["text_hash"]).column("text_hash").to_pylist())
+        logger.info("embedding cache: %d vectors no chunk uses were removed", cache.collect_garbage(embed_fp, live))
+    except Exception:  # noqa: BLE001 - housekeeping must not fail a committed run
+        logger.exception("embedding cache clean-up failed; it is retried after the next run")
+
+
 def _apply_retention(index: ChunkIndex, config: PipelineConfig) -> None:
     try:
         if len(index.open().list_versions()) > config.retention.keep_versions * 2:
@@ -393,6 +407,7 @@ def _summarize(run_id, version, plan, processed, stats, operators, index, option
         "total": total_chunks,
         "embedded": int(embed_stats.get("chunks_embedded", 0)),
         "reused": int(embed_stats.get("chunks_reused", 0)),
+        "cache_hits": int(embed_stats.get("chunks_reused", 0)),
     }
     operator_rows = [{"operator": op.name, **stats[i]} for i, op in enumerate(operators)]
     return RunSummary(run_id, version, documents, plan.counts(), chunks, operator_rows, kind=options.kind)

@@ -1,9 +1,9 @@
 """Workspace state besides the chunks table: the document manifest and the embedding cache.
 
 Both live as Lance tables next to `chunks`. The manifest is written after the chunks commit, so a
-run killed in between leaves a manifest that is behind the index; the next run then re-processes
-those documents, and since chunk writes are upserts keyed by `chunk_id` and vectors come from the
-cache, nothing is duplicated or lost.
+run killed in between leaves a manifest that is behind the index. The next run then re-processes
+those documents. Chunk writes are upserts keyed by `chunk_id` and vectors come from the cache, so
+nothing is duplicated or lost.
 """
 
 from __future__ import annotations
@@ -185,6 +185,10 @@ class LanceEmbeddingCache:
                 }
             )
             table.add(data)
+
+    def count(self, model_fp: str) -> int:
+        table = self._table(model_fp)
+        return table.count_rows() if table is not None else 0
 
     def collect_garbage(self, model_fp: str, live_hashes: set[str]) -> int:
         """Delete cached vectors whose text no chunk uses any more; return how many were deleted."""
