@@ -30,7 +30,9 @@ import secrets
 import shutil
 import socket
 import tempfile
+import warnings
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -107,11 +109,13 @@ def connect(
     num_cpus: int | None = None,
     include_dashboard: bool = False,
     object_store_memory: int | None = None,
+    py_modules: list[ModuleType] | None = None,
 ) -> RaySession:
     """Join the Ray at `address`, or start a local Ray when `address` is None.
 
-    When this process is already connected to Ray (a test fixture or a notebook called
-    `ray.init`), that connection is used and left open.
+    `py_modules` are shipped to every worker of the job (custom operator modules). When this
+    process is already connected to Ray (a test fixture or a notebook called `ray.init`), that
+    connection is used and left open, and `py_modules` must already be importable there.
     """
     import ray
 
@@ -120,24 +124,25 @@ def connect(
         return RaySession(owned=False, address=address)
     validate_address(address)
     if address is None:
-        return start_local_ray(num_cpus, include_dashboard, object_store_memory)
+        return start_local_ray(num_cpus, include_dashboard, object_store_memory, py_modules)
     if num_cpus is not None or include_dashboard:
         logger.warning(
             "executor.num_cpus and executor.include_dashboard apply only to a local Ray "
             "(executor.address: null); they are ignored when joining %s",
             address,
         )
-    return _join_cluster(address)
+    return _join_cluster(address, py_modules)
 
 
-def _join_cluster(address: str) -> RaySession:
+def _join_cluster(address: str, py_modules: list[ModuleType] | None = None) -> RaySession:
     import ray
 
     if address != "auto":
         check_reachable(address)
     saved = _set_environment({"RAY_USAGE_STATS_ENABLED": "0"})
     try:
-        ray.init(address=address, logging_level=logging.WARNING)
+        runtime_env = {"py_modules": py_modules} if py_modules else None
+        ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING)
     except Exception as err:
         _restore_environment(saved)
         hint = ""
@@ -153,7 +158,10 @@ def _join_cluster(address: str) -> RaySession:
 
 
 def start_local_ray(
-    num_cpus: int | None = None, include_dashboard: bool = False, object_store_memory: int | None = None
+    num_cpus: int | None = None,
+    include_dashboard: bool = False,
+    object_store_memory: int | None = None,
+    py_modules: list[ModuleType] | None = None,
 ) -> RaySession:
     """Start a Ray instance on this machine bound to 127.0.0.1, with no telemetry."""
     import ray
@@ -174,16 +182,20 @@ def start_local_ray(
         else:
             wanted["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     saved = _set_environment(wanted)
+    _reload_ray_auth_settings()
     # HOME matters only to the processes that ray.init starts; the driver gets it back at once.
     saved_home = {"HOME": saved.pop("HOME")}
 
+    runtime_env: dict[str, Any] = {"env_vars": {"HOME": real_home}}
+    if py_modules:
+        runtime_env["py_modules"] = py_modules
     init_args: dict[str, Any] = {
         "num_cpus": num_cpus,
         "include_dashboard": include_dashboard,
         "dashboard_host": "127.0.0.1",
         "_node_ip_address": "127.0.0.1",
         "object_store_memory": object_store_memory,
-        "runtime_env": {"env_vars": {"HOME": real_home}},
+        "runtime_env": runtime_env,
         "logging_level": logging.WARNING,
     }
     # NOTE: a private Ray constant (see the module docstring); if a Ray upgrade renames it, the
@@ -191,7 +203,10 @@ def start_local_ray(
     cluster_mode = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        ray.init(**init_args)
+        with warnings.catch_warnings():
+            # lancedb warns on every fork; ray.init forks only to exec Ray's own programs.
+            warnings.filterwarnings("ignore", message="lancedb fork support", category=RuntimeWarning)
+            ray.init(**init_args)
     except Exception as err:
         _restore_environment(saved)
         shutil.rmtree(private_home, ignore_errors=True)

@@ -107,44 +107,29 @@ def unmet_requirements(requirements: list[str]) -> list[str]:
 # ---- merging for the Ray executor -------------------------------------------------------------
 
 
-def code_modules_to_ship(op: Operator) -> list[str]:
-    """Return the top-level module of `op`'s class when Ray workers may not have it installed.
+def code_modules_to_ship(operators: Iterable[Operator]) -> list[str]:
+    """Return the top-level modules of custom operators that Ray workers may not have installed.
 
     A custom operator defined in a plain source file or folder (not under site-packages or
-    dist-packages) is shipped to the workers with Ray's `py_modules`, so a `custom_operators:`
-    module on the driver's path runs on a remote cluster without installing it there.
+    dist-packages) is shipped to the workers with the job's `py_modules`, so a `custom_operators:`
+    module on the driver's path also runs on a remote cluster. Ray accepts local paths there only
+    for the whole job, not per task.
     """
-    top_level = type(op).__module__.split(".")[0]
-    if top_level in _PROJECT_PACKAGES or top_level == "__main__":
-        return []
-    module = sys.modules.get(top_level)
-    path = getattr(module, "__file__", None)
-    if path is None:
-        return []
-    parts = os.path.normpath(path).split(os.sep)
-    if "site-packages" in parts or "dist-packages" in parts:
-        return []
-    return [top_level]
-
-
-def stage_runtime_env(operators: list[Operator]) -> dict[str, Any]:
-    """Return the Ray `runtime_env` for operators that share a worker, plus their code to ship.
-
-    The Ray executor fuses operators into one stage only when `runtime_env_identity` is equal, so
-    the declared environment of the first operator is the declared environment of them all.
-    """
-    env: dict[str, Any] = dict(operators[0].runtime_env or {})
     modules: list[str] = []
     for op in operators:
-        for module in code_modules_to_ship(op):
-            if module not in modules:
-                modules.append(module)
-    if modules:
-        env["py_modules"] = list(env.get("py_modules", [])) + [sys.modules[name] for name in modules]
-    return env
+        top_level = type(op).__module__.split(".")[0]
+        if top_level in _PROJECT_PACKAGES or top_level == "__main__" or top_level in modules:
+            continue
+        path = getattr(sys.modules.get(top_level), "__file__", None)
+        if path is None:
+            continue
+        parts = os.path.normpath(path).split(os.sep)
+        if "site-packages" in parts or "dist-packages" in parts:
+            continue
+        modules.append(top_level)
+    return modules
 
 
 def runtime_env_identity(op: Operator) -> str:
-    """Return a string that is equal for operators that can share a Ray worker."""
-    declared = repr(sorted((op.runtime_env or {}).items(), key=lambda item: item[0]))
-    return declared + "|" + ",".join(code_modules_to_ship(op))
+    """Return a string that is equal for operators whose declared `runtime_env` is equal."""
+    return repr(sorted((op.runtime_env or {}).items(), key=lambda item: item[0]))

@@ -1,0 +1,348 @@
+"""Ray executor: the same operators as the local executor, on a local Ray or a Ray cluster.
+
+Stages run on Ray Data. Consecutive map operators run as `map_batches` tasks over blocks of
+documents (see `ray_stages` for how a worker crash or a time-out is isolated to one document). A
+model operator (`embed`) runs on a fixed pool of actors, each of which loads the model once. A
+global operator (deduplication) is a barrier: every document is collected in the driver, sorted
+into the run's order and passed through the operator there, exactly as the local executor does,
+before the following stages continue on Ray.
+
+Order is deterministic: Ray Data keeps block order (`preserve_order`) and every document carries a
+key that sorts as the local executor's order, so global operators and the sink see the documents
+in the same order on both executors. The sink and the Lance commit stay in the driver.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+import uuid
+import warnings
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import ray
+from ray.data import ActorPoolStrategy, DataContext
+from ray.util.annotations import RayDeprecationWarning
+
+from operators.base import Operator
+from operators.context import EmbeddingCache, RunContext
+from operators.records import Document
+from rag_pipeline.config import ConfigError, RayExecutorConfig
+from rag_pipeline.executors.base import ExecutionResult, Executor, Sink, Stage, batched, run_global_stage, split_stages
+from rag_pipeline.executors.ray_cache import CacheServer
+from rag_pipeline.executors.ray_runtime import RaySession, connect
+from rag_pipeline.executors.ray_stages import (
+    ModelStage,
+    StageSpec,
+    StageStats,
+    assign_keys,
+    decode_docs,
+    decode_stats,
+    encode_rows,
+    input_key,
+    map_stage_batch,
+)
+from rag_pipeline.executors.runtime_envs import (
+    check_runtime_envs_local,
+    code_modules_to_ship,
+    runtime_env_identity,
+)
+from rag_pipeline.progress import Progress
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RayExecutor", "check_runtime_envs_local", "plan_ray_stages"]
+
+# Documents per batch of a model stage: larger than map batches, so each forward pass of the
+# model gets enough chunks even when documents are short.
+_MODEL_BATCH_MIN_DOCS = 64
+# Times Ray restarts a dead embedding actor, and re-runs the batch it had, before the run fails.
+_ACTOR_MAX_RESTARTS = 2
+# Times Ray Data re-runs a map task whose own worker died (the one that waits for the operators).
+_MAP_TASK_MAX_RETRIES = 3
+
+Keyed = list[tuple[str, Document]]
+
+# Ray Data loggers that print plan and start-up lines on the console, and the level they get here.
+_RAY_DATA_CONSOLE_LOGGERS = {
+    "ray.data._internal.execution.streaming_executor": logging.WARNING,
+    "ray.data._internal.progress": logging.ERROR,  # "Progress bars disabled", which is intended
+}
+
+
+@dataclass
+class RayStage:
+    """A stage as the Ray executor runs it: a base `Stage` plus its Ray `runtime_env`."""
+
+    stage: Stage
+    runtime_env: dict | None
+
+    @property
+    def kind(self) -> str:
+        return self.stage.kind
+
+
+def plan_ray_stages(operators: list[Operator]) -> list[RayStage]:
+    """Split the pipeline into stages; map operators fuse only when their `runtime_env` is equal."""
+    planned: list[RayStage] = []
+    for stage in split_stages(operators):
+        if stage.kind != "map":
+            planned.append(RayStage(stage, stage.operators[0].runtime_env))
+            continue
+        for op, index in zip(stage.operators, stage.indexes):
+            previous = planned[-1] if planned else None
+            if (
+                previous is not None
+                and previous.kind == "map"
+                and previous.stage.indexes[-1] == index - 1
+                and runtime_env_identity(previous.stage.operators[0]) == runtime_env_identity(op)
+            ):
+                previous.stage.operators.append(op)
+                previous.stage.indexes.append(index)
+            else:
+                planned.append(RayStage(Stage("map", [op], [index]), op.runtime_env))
+    return planned
+
+
+class RayExecutor(Executor):
+    def __init__(
+        self,
+        settings: RayExecutorConfig,
+        embedding_cache: EmbeddingCache | None = None,
+        show_progress: bool = True,
+        object_store_memory: int | None = None,
+    ) -> None:
+        super().__init__(embedding_cache)
+        self.settings = settings
+        self.show_progress = show_progress
+        self.object_store_memory = object_store_memory
+        self._session: RaySession | None = None
+
+    def execute(
+        self,
+        docs: Iterable[Document],
+        operators: list[Operator],
+        context: RunContext,
+        sink: Sink,
+        total: int | None = None,
+    ) -> ExecutionResult:
+        stats = [Counter() for _ in operators]
+        items: Keyed = [(input_key(position), doc) for position, doc in enumerate(docs)]
+        if not items:
+            return ExecutionResult(stats=stats)
+        stages = plan_ray_stages(operators)
+        _check_runtime_env_syntax(operators)
+        self._session = connect(
+            self.settings.address, self.settings.num_cpus, self.settings.include_dashboard,
+            self.object_store_memory, [sys.modules[name] for name in code_modules_to_ship(operators)],
+        )
+        cache_server: CacheServer | None = None
+        progress = Progress(total=total, enabled=self.show_progress)
+        try:
+            specs = [self._stage_spec(stage) for stage in stages]
+            self._check_cluster(stages, specs)
+            if self.embedding_cache is not None and any(stage.kind == "model" for stage in stages):
+                cache_server = CacheServer(self.embedding_cache).start()
+            broker = cache_server.broker if cache_server is not None else None
+            with _ray_data_context():
+                self._run(items, stages, specs, broker, context, sink, stats, progress)
+            if cache_server is not None and cache_server.failure is not None:
+                raise RuntimeError(f"the embedding cache broker failed: {cache_server.failure}")
+        finally:
+            progress.close()
+            if cache_server is not None:
+                cache_server.stop()
+            self.close()
+        return ExecutionResult(stats=stats)
+
+    def close(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            if session.owned:
+                session.shutdown()
+
+    # ---- running the stages ---------------------------------------------------------------------
+
+    def _run(self, items, stages, specs, broker, context, sink, stats, progress) -> None:
+        distributed: list[tuple[RayStage, StageSpec]] = []
+        for stage, spec in zip(stages, specs):
+            if stage.kind != "global":
+                distributed.append((stage, spec))
+                continue
+            if distributed:
+                items = self._collect(self._dataset(items, distributed, broker), stats)
+                distributed = []
+            items = self._global_stage(stage, items, context, stats)
+        if distributed:
+            outputs = self._stream(self._dataset(items, distributed, broker), stats)
+        else:
+            outputs = batched((doc for _, doc in items), self.settings.batch_size)
+        for batch in outputs:
+            sink(batch)
+            progress.update(batch)
+
+    def _dataset(self, items: Keyed, stages: list[tuple[RayStage, StageSpec]], broker) -> ray.data.Dataset:
+        size = self.settings.batch_size
+        blocks = [encode_rows(items[start : start + size]) for start in range(0, len(items), size)]
+        dataset = ray.data.from_arrow(blocks)
+        # NOTE: Ray Data 2.60 deprecates passing Ray task and actor options such as max_retries
+        # (removal planned for Ray 2.64) and offers no replacement; without them a worker that
+        # crashes on every attempt is retried forever.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RayDeprecationWarning)
+            for stage, spec in stages:
+                if stage.kind == "map":
+                    dataset = dataset.map_batches(
+                        map_stage_batch, batch_size=size, batch_format="pyarrow", fn_kwargs={"spec": spec},
+                        num_cpus=1, max_retries=_MAP_TASK_MAX_RETRIES,
+                    )
+                else:
+                    dataset = dataset.map_batches(
+                        ModelStage, batch_size=max(size, _MODEL_BATCH_MIN_DOCS), batch_format="pyarrow",
+                        fn_constructor_kwargs={"spec": spec, "broker": broker},
+                        compute=ActorPoolStrategy(size=self.settings.embed_actors),
+                        num_cpus=1, num_gpus=self.settings.embed_num_gpus or None,
+                        runtime_env=spec.runtime_env or None,
+                        max_restarts=_ACTOR_MAX_RESTARTS, max_task_retries=_ACTOR_MAX_RESTARTS,
+                    )
+        return dataset
+
+    def _stream(self, dataset: ray.data.Dataset, stats: list[Counter]) -> Iterator[list[Document]]:
+        """Yield the documents of each output block in order, adding the block's counters to `stats`."""
+        for block in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            _add_stats(stats, decode_stats(block))
+            docs = [doc for _, doc in decode_docs(block)]
+            if docs:
+                yield docs
+
+    def _collect(self, dataset: ray.data.Dataset, stats: list[Counter]) -> Keyed:
+        items: Keyed = []
+        for block in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            _add_stats(stats, decode_stats(block))
+            items.extend(decode_docs(block))
+        items.sort(key=lambda item: item[0])
+        return items
+
+    def _global_stage(self, stage: RayStage, items: Keyed, context: RunContext, stats: list[Counter]) -> Keyed:
+        if stage.runtime_env:
+            check_runtime_envs_local(stage.stage.operators)
+        batches = batched((doc for _, doc in items), self.settings.batch_size)
+        outputs = run_global_stage(stage.stage, batches, context, stats)
+        return assign_keys(items, outputs)
+
+    # ---- preparing the stages ---------------------------------------------------------------------
+
+    def _stage_spec(self, stage: RayStage) -> StageSpec:
+        # Fresh copies built from the arguments: the driver's instances may hold a loaded model
+        # (the runner asks `embed` for its dimension) or an attached embedding cache.
+        fresh = [type(op)(op.args) for op in stage.stage.operators]
+        return StageSpec(
+            token=uuid.uuid4().hex,
+            names=stage.stage.names,
+            indexes=tuple(stage.stage.indexes),
+            operators_ref=(ray.put(fresh),) if stage.kind != "global" else (),
+            runtime_env=stage.runtime_env,
+            document_timeout_s=stage.stage.document_timeout_s(),
+        )
+
+    def _check_cluster(self, stages: list[RayStage], specs: list[StageSpec]) -> None:
+        """Reject settings and operators this Ray cluster cannot run, before any document starts."""
+        resources = ray.cluster_resources()
+        has_model = any(stage.kind == "model" for stage in stages)
+        has_map = any(stage.kind == "map" for stage in stages)
+        gpus = self.settings.embed_num_gpus
+        if has_model and gpus > 0:
+            largest = max((node["Resources"].get("GPU", 0) for node in ray.nodes() if node["Alive"]), default=0)
+            if largest < gpus:
+                raise ConfigError(
+                    f"executor.embed_num_gpus: each embedding actor needs {gpus:g} GPU(s), but "
+                    f"{'no node of the Ray cluster has a GPU' if not largest else f'the largest node has {largest:g}'}; "
+                    "set executor.embed_num_gpus: 0 to embed on CPUs, or add GPU nodes"
+                )
+        cpus = resources.get("CPU", 0)
+        needed = (self.settings.embed_actors if has_model else 0) + (1 if has_map else 0)
+        if cpus < needed:
+            raise ConfigError(
+                f"executor.embed_actors: {self.settings.embed_actors} embedding actors take one CPU each "
+                f"and the map stages need at least one more, but the Ray cluster has {cpus:g} CPUs; "
+                f"lower executor.embed_actors to at most {max(int(cpus) - 1, 1)} or add nodes"
+            )
+        shipped = set(code_modules_to_ship([op for stage in stages for op in stage.stage.operators]))
+        for stage, spec in zip(stages, specs):
+            custom = any(type(op).__module__.split(".")[0] not in ("operators",) for op in stage.stage.operators)
+            if stage.kind != "global" and (stage.runtime_env or custom):
+                _probe_stage(stage, spec, shipped)
+
+
+def _probe_stage(stage: RayStage, spec: StageSpec, shipped: set[str]) -> None:
+    """Load a stage's operators on a worker in the stage's runtime_env, or raise ConfigError."""
+    try:
+        probe = _load_operators.options(num_cpus=0, runtime_env=spec.runtime_env or None, max_retries=0)
+        error = ray.get(probe.remote(spec.operators_ref))
+    except Exception as err:  # RuntimeEnvSetupError, or a runtime_env Ray refuses at submission
+        raise ConfigError(
+            f"operator(s) {spec.names}: Ray cannot set up their runtime_env {spec.runtime_env!r}: "
+            f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
+        ) from err
+    if error is not None:
+        hint = (
+            "the module was shipped with the job's py_modules, so one of its own imports is missing there"
+            if shipped else "install the module on every Ray node, or put it on the driver's PYTHONPATH"
+        )
+        raise ConfigError(f"custom_operators: operator(s) {spec.names} cannot be loaded on the Ray workers: {error}; {hint}")
+
+
+@ray.remote
+def _load_operators(operators_ref: tuple) -> str | None:
+    try:
+        ray.get(operators_ref[0])
+    except (ImportError, AttributeError) as err:
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def _check_runtime_env_syntax(operators: list[Operator]) -> None:
+    from ray.runtime_env import RuntimeEnv
+
+    for op in operators:
+        if op.runtime_env is None:
+            continue
+        if not isinstance(op.runtime_env, dict):
+            raise ConfigError(f"operator {op.name!r}: runtime_env must be a dict, got {type(op.runtime_env).__name__}")
+        try:
+            RuntimeEnv(**op.runtime_env)
+        except Exception as err:  # noqa: BLE001 - Ray raises several types for a malformed runtime_env
+            raise ConfigError(f"operator {op.name!r}: invalid runtime_env {op.runtime_env!r}: {err}") from err
+
+
+def _add_stats(stats: list[Counter], more: StageStats) -> None:
+    for index, counter in more.items():
+        stats[index].update(counter)
+
+
+@contextmanager
+def _ray_data_context():
+    """Use Ray Data settings for this run only: ordered output, no Ray progress bars or plan logs.
+
+    ragpipe shows its own progress bar over documents; Ray Data's logs stay in the Ray session's
+    `logs/ray-data` folder.
+    """
+    previous = DataContext.get_current()
+    context = copy.deepcopy(previous)
+    context.execution_options.preserve_order = True
+    context.enable_progress_bars = False
+    DataContext._set_current(context)
+    quieted = {name: logging.getLogger(name) for name in _RAY_DATA_CONSOLE_LOGGERS}
+    levels = {name: log.level for name, log in quieted.items()}
+    for name, log in quieted.items():
+        log.setLevel(max(log.getEffectiveLevel(), _RAY_DATA_CONSOLE_LOGGERS[name]))
+    try:
+        yield context
+    finally:
+        DataContext._set_current(previous)
+        for name, log in quieted.items():
+            log.setLevel(levels[name])
