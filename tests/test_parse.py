@@ -77,9 +77,9 @@ def make_docx(paragraphs: list[str], table: list[list[str]] | None = None) -> by
         document.add_paragraph(paragraph)
     if table:
         grid = document.add_table(rows=len(table), cols=len(table[0]))
-        for r, row in enumerate(table):
-            for c, value in enumerate(row):
-                grid.cell(r, c).text = value
+        for row_index, row in enumerate(table):
+            for column_index, value in enumerate(row):
+                grid.cell(row_index, column_index).text = value
     buffer = io.BytesIO()
     document.save(buffer)
     return buffer.getvalue()
@@ -642,3 +642,47 @@ def test_legacy_doc_needs_libreoffice(tmp_path, monkeypatch):
     doc = parse_bytes(tmp_path, "old.doc", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(512))
     assert doc.quarantine.error_class == "needs_libreoffice"
     assert "needs LibreOffice" in doc.quarantine.message
+
+
+# ---- offline ------------------------------------------------------------------------------------
+
+
+def test_parse_makes_no_network_calls(tmp_path, monkeypatch):
+    import socket
+
+    def reject_connection(*args, **kwargs):
+        raise AssertionError(f"network access during parse: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", reject_connection)
+    monkeypatch.setattr(socket.socket, "connect_ex", reject_connection)
+    samples = {
+        "page.html": b"<html><body><p>Offline HTML</p></body></html>",
+        "notes.md": b"# Offline\n\nMarkdown text.\n",
+        "guide.rst": b"Offline\n=======\n\nreStructuredText.\n",
+        "letter.docx": make_docx(["Offline DOCX."]),
+        "deck.pptx": make_pptx(["Offline PPTX"]),
+        "paper.pdf": make_pdf(["Offline PDF"]),
+        "mail.eml": b"From: a@example.com\nTo: b@example.com\nSubject: Offline\n\nBody.\n",
+        "letter.rtf": rb"{\rtf1\ansi {\pard Offline RTF\par}}",
+    }
+    for name, data in samples.items():
+        doc = parse_bytes(tmp_path, name, data)
+        assert doc.state == "pending", doc.reason
+
+
+def test_parse_never_imports_unstructured(tmp_path):
+    """unstructured 0.27 downloads a spaCy model on its first partition call, so parse must not use it."""
+    import subprocess
+    import sys
+
+    (tmp_path / "a.html").write_bytes(b"<p>x</p><p>y</p>")
+    (tmp_path / "b.docx").write_bytes(make_docx(["x"]))
+    code = (
+        "import sys; from pathlib import Path; from operators.parse import ParseOperator; "
+        "from operators.records import Document; "
+        f"docs = [Document(doc_id=p.name, uri=p.name, source='t', path=str(p)) for p in Path({str(tmp_path)!r}).iterdir()]; "
+        "ParseOperator().process_batch(docs); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'unstructured'))"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert completed.stdout.strip() == "[]"

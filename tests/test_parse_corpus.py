@@ -33,9 +33,9 @@ LEGACY_DOC = (PARSED, "Lorem ipsum") if soffice_path() else (QUARANTINED, "needs
 IMAGE_ONLY_PDF = (PARSED, 20) if ocr_available() else (QUARANTINED, "no_text")
 IMAGE = (PARSED, 2) if ocr_available() else (QUARANTINED, "no_text")
 
-# file -> (state, check). For parsed files the check is a phrase the text must contain, or a
-# minimum text length where the text is not language (garbled scans, numbers); for quarantined
-# files it is the error class; for filtered archives it is the number of member documents.
+# file -> (state, check). For a parsed file the check is a phrase the text must contain, or a
+# minimum text length where the text is not language (a garbled scan). For a quarantined file it
+# is the error class, and for a filtered archive the number of member documents.
 EXPECTED: dict[str, tuple[str, str | int]] = {
     "debian/ch02.zh-cn.html": (PARSED, "Debian 软件包管理"),
     "debian/debian-reference.zh-cn.pdf": (PARSED, "Debian 参考手册"),

@@ -1,4 +1,4 @@
-"""What a format parser returns: the text sections, metadata and any embedded files."""
+"""Result types of the format parsers: text sections, metadata and embedded files."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from operators.records import Section
 class EmbeddedFile:
     """A file inside another one: an archive member or an e-mail attachment.
 
-    `error` is set when the file must not be parsed (encrypted member, over a size limit); the
-    operator then quarantines the child document with it instead of parsing `data`.
+    `error` is set when the file must not be parsed, for example an encrypted member or one over a
+    size limit. The operator then quarantines the child document with it instead of parsing `data`.
     """
 
     name: str

@@ -2,10 +2,9 @@
 
 Binary formats are recognized by signature (PDF, ZIP and the OOXML/ODF/EPUB packages inside it,
 OLE compound files, RTF, images). Everything else is decoded as text, and the text is classified
-by content: JSON, NDJSON, e-mail, HTML, XML. The file name's extension is consulted only to choose
-between text dialects that content cannot tell apart (Markdown, reStructuredText, Org, CSV), and
-never overrides a content signature: a DOCX named `.doc` is a DOCX, an e-mail named `.txt` is an
-e-mail.
+by content: JSON, NDJSON, e-mail, HTML, XML. The file name's extension only chooses between text
+dialects that content cannot tell apart (Markdown, reStructuredText, Org, CSV). It never overrides
+a content signature, so a DOCX named `.doc` is a DOCX and an e-mail named `.txt` is an e-mail.
 """
 
 from __future__ import annotations

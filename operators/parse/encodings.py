@@ -134,8 +134,9 @@ def _decode_by_statistics(data: bytes) -> tuple[str, str]:
 def _prefer_cp1252(data: bytes, guess: str, guess_chaos: float) -> bool:
     """Return True when cp1252 reads the bytes as cleanly as a single-byte statistical guess.
 
-    On short Western European text charset-normalizer often names cp1250 or a Mac code page, which
-    decode umlauts the same but misread curly quotes and the euro sign; cp1252 is far more common.
+    On short Western European text charset-normalizer (3.x) often names cp1250 or a Mac code page.
+    Those decode umlauts the same but misread curly quotes and the euro sign, and cp1252 is far
+    more common.
     """
     if guess.lower().replace("-", "").startswith(_MULTIBYTE_PREFIXES) or guess == "cp1252":
         return False

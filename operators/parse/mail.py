@@ -1,7 +1,7 @@
 """E-mail messages: RFC 5322 files (EML) and Outlook files (MSG).
 
-The text is a header block (Subject, From, To, Cc, Date) followed by the body; attachments become
-embedded files that the operator turns into child documents.
+The text is a header block (Subject, From, To, Cc, Date) followed by the body. Attachments become
+embedded files, which the operator turns into child documents.
 """
 
 from __future__ import annotations

@@ -41,8 +41,8 @@ def parse_csv(text: str, encoding: str, delimiter: str | None = None) -> ParsedC
 def detect_delimiter(text: str) -> str:
     """Return the delimiter that splits the first lines into the most consistent column count.
 
-    A delimiter scores by the share of lines that have the most common field count, and only
-    counts when that count is above one; ties go to the order of `_DELIMITERS`.
+    A delimiter scores by the share of lines that have the most common field count, and it counts
+    only when that count is above one. Ties go to the earlier entry of `_DELIMITERS`.
     """
     lines = [line for line in text.splitlines()[:_SNIFF_LINES] if line.strip()]
     best, best_score = ",", 0.0
@@ -103,8 +103,9 @@ def format_cell(value: Any) -> str:
 def _has_header(header: list[str], rows: list[list[str]]) -> bool:
     """Return True when the first row names the columns below it.
 
-    Its cells must be distinct and non-numeric, and at least one column below must be numeric, so a
-    first row that is just data (all text) is not mistaken for a header; it still comes first.
+    Its cells must be distinct and non-numeric, and at least one column below must be numeric. So a
+    first row that is just data (all text) is not mistaken for a header, and it is kept as the
+    first line instead.
     """
     filled = [cell for cell in header if cell]
     if len(filled) < max(1, len(header) // 2) or len(set(filled)) != len(filled):

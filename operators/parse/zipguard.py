@@ -1,7 +1,7 @@
 """Open ZIP containers (archives, OOXML, ODF, EPUB) with limits against decompression bombs.
 
 The sizes in a ZIP directory are declared by whoever made the file, so members are also read
-through a bounded reader that stops at the limit whatever the header says.
+through a bounded reader that stops at the limit whatever the header declares.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from operators.parse.errors import CORRUPT, ENCRYPTED, TOO_LARGE, ParseError
 
 MEGABYTE = 1024 * 1024
 
-# What zipfile raises on damaged archives: bad headers or CRCs, corrupt deflate data, a missing
-# member (KeyError), unknown compression methods or versions (NotImplementedError).
+# Exceptions zipfile raises on damaged archives: bad headers or CRCs, corrupt deflate data, a
+# missing member (KeyError), unknown compression methods or versions (NotImplementedError).
 ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, KeyError, NotImplementedError, EOFError, OSError, ValueError)
 
 
