@@ -3,11 +3,12 @@
 Both sides see the same generated documents (half English, half Chinese, see
 `operators.minhash.synthetic`), the same shingles, the same number of permutations and the same
 LSH bands and rows. Both verify candidates against the threshold with the estimated Jaccard
-similarity and join verified pairs with union-find, so they reach about the same recall. The
-script prints documents per CPU second (all three run in one thread, and CPU time is steadier
-than wall time on a shared machine), wall time, the peak memory that the deduplication allocated
-(tracemalloc, measured in a second pass because tracing slows Python code down), and precision
-and recall against the planted groups.
+similarity and join verified pairs with union-find, so they reach about the same recall.
+
+The script prints documents per CPU second, wall time, peak memory, and precision and recall
+against the planted groups. All methods run in one thread, and CPU time is steadier than wall
+time on a shared machine. Peak memory is what the deduplication allocated as seen by
+tracemalloc, measured in a second pass because tracing slows Python code down.
 
 Run from the repository root:
 
@@ -76,7 +77,7 @@ def to_documents(corpus: list[SyntheticDocument]) -> list[Document]:
 
 
 def run_ours(corpus: list[SyntheticDocument], threshold: float, num_perm: int) -> dict[str, str]:
-    """Run `dedupe_minhash` as the local executor does; return the duplicate_of mapping."""
+    """Run `dedupe_minhash` as the local executor does and return the duplicate_of mapping."""
     docs = to_documents(corpus)
     operator = DedupeMinHash(threshold=threshold, num_perm=num_perm, keep="earliest")
     operator.begin(None)
@@ -104,7 +105,7 @@ def shingle_strings(text: str, params: MinHashParams) -> list[str]:
 def run_datasketch(
     corpus: list[SyntheticDocument], threshold: float, num_perm: int, batch_update: bool
 ) -> dict[str, str]:
-    """Deduplicate with datasketch the straightforward way; return the duplicate_of mapping.
+    """Deduplicate with datasketch the straightforward way and return the duplicate_of mapping.
 
     Each document gets a MinHash (one `update` call per shingle, or one `update_batch` call) and
     is inserted into a MinHashLSH index. Then each document queries the index, candidates whose

@@ -10,8 +10,8 @@ The work is split in two stages so that executors can parallelise the first:
    `operator.params` and pass the results to `operator.add_signatures(docs, signatures)` in
    doc-id order. Both paths give identical signatures and therefore identical clusters.
 2. `finish()` clusters all signatures of the run together with the stored signatures of
-   documents indexed before: LSH banding with bands and rows chosen for `threshold` proposes
-   candidate pairs, the estimated Jaccard similarity verifies them, and union-find joins verified
+   documents indexed before. LSH banding, with bands and rows chosen for `threshold`, proposes
+   candidate pairs. The estimated Jaccard similarity verifies them, and union-find joins verified
    pairs into clusters. Each cluster keeps one document and marks the others as duplicates of it.
 
 Signatures are computed with vectorised NumPy rather than datasketch's `MinHash.update`:
@@ -137,13 +137,13 @@ class DedupeMinHash(GlobalOperator):
         self._store = SignatureStore.load(self._store_folder, self.params).without(removed)
 
     def process_batch(self, docs: list[Document]) -> list[Document]:
-        """Compute the signatures of the pending documents; decisions wait for `finish()`."""
+        """Compute the signatures of the pending documents. Decisions wait for `finish()`."""
         pending = [doc for doc in docs if doc.is_pending]
         self.add_signatures(pending, [compute_signature(doc.text, self.params) for doc in pending])
         return docs
 
     def add_signatures(self, docs: list[Document], signatures: list[np.ndarray]) -> None:
-        """Record documents with signatures computed elsewhere; call in doc-id order.
+        """Record documents with signatures computed elsewhere, in doc-id order.
 
         The operator keeps references to the documents (to mark them in `finish()`), their text
         lengths and signatures, but not their text.
@@ -187,12 +187,12 @@ class DedupeMinHash(GlobalOperator):
 
         for doc in self._seen:
             self.count_outcome(doc)
-        kept = np.array([doc.is_pending for doc in self._docs], dtype=bool)
+        still_pending = np.array([doc.is_pending for doc in self._docs], dtype=bool)
         self._store = stored.extend(
-            [doc.doc_id for doc, is_kept in zip(self._docs, kept, strict=True) if is_kept],
-            new_sequence[kept],
-            new_lengths[kept],
-            new_signatures[kept],
+            [doc.doc_id for doc in self._docs if doc.is_pending],
+            new_sequence[still_pending],
+            new_lengths[still_pending],
+            new_signatures[still_pending],
         )
         if self._store_folder is not None:
             self._store.save(self._store_folder, self.params)
@@ -210,7 +210,7 @@ class DedupeMinHash(GlobalOperator):
     # ---- clustering ---------------------------------------------------------------------------
 
     def _mark_duplicates(self, combined: SignatureStore, num_stored: int) -> int:
-        """Mark every non-keeper of this run in each verified cluster; return how many."""
+        """Mark every non-keeper of this run in each verified cluster and return their count."""
         signatures = combined.signatures
         bands, rows = optimal_bands(self.args.threshold, self.params.num_perm)
         pairs = candidate_pairs(band_keys(signatures, bands, rows), num_stored)
@@ -242,7 +242,7 @@ class DedupeMinHash(GlobalOperator):
         return marked
 
     def _keeper_rank(self, combined: SignatureStore, row: int) -> tuple:
-        """Return the sort key of a cluster member; the smallest key is the keeper."""
+        """Return the sort key of a cluster member. The smallest key belongs to the keeper."""
         sequence = int(combined.sequence[row])
         doc_id = combined.doc_ids[row]
         if self.args.keep == "longest":

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 TARGET_RECALL = 0.99
 MAX_BANDS = 32
 MAX_ROWS = 24
-# Rows fetched per chunk from the indexed table; more are fetched only when all of them belong to
+# Rows fetched per chunk from the indexed table. More are fetched only when all of them belong to
 # documents that must be skipped.
 TABLE_SEARCH_LIMIT = 4
 HYPERPLANE_SEED = 20240531
@@ -66,7 +66,7 @@ def choose_bands(max_distance: float) -> tuple[int, int]:
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:
-    """Return the rows scaled to unit length (float64); all-zero rows stay zero."""
+    """Return the rows scaled to unit length as float64, leaving all-zero rows zero."""
     vectors = np.asarray(vectors, dtype=np.float64)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
@@ -91,7 +91,7 @@ class SimHashIndex:
         self.size = 0
 
     def band_keys(self, unit_vectors: np.ndarray) -> np.ndarray:
-        """Return a `(vectors, bands)` array of `uint64` keys; float64 keeps sign bits stable."""
+        """Return a `(vectors, bands)` array of `uint64` keys (float64 keeps sign bits stable)."""
         bits = (unit_vectors @ self.hyperplanes) > 0.0
         bits = bits.reshape(len(unit_vectors), self.bands, self.rows).astype(np.uint64)
         return (bits * self._weights).sum(axis=2, dtype=np.uint64)
@@ -114,7 +114,7 @@ class SimHashIndex:
         return int(positions[best]), float(similarities[best])
 
     def add(self, unit_vector: np.ndarray, keys: np.ndarray) -> int:
-        """Store a unit vector under its band keys; return its position."""
+        """Store a unit vector under its band keys and return its position."""
         if self.size == len(self._vectors):
             grown = np.empty((2 * len(self._vectors), self.dimension), dtype=np.float32)
             grown[: self.size] = self._vectors[: self.size]
@@ -144,7 +144,7 @@ class DedupeSemantic(GlobalOperator):
     """Drop or mark chunks whose embedding is within `max_distance` of an already kept chunk.
 
     With `action: drop`, a document that loses all its chunks is marked as a duplicate of the
-    document that holds the match of its first chunk.
+    document that contains the match of its first chunk.
     """
 
     name: ClassVar[str] = "dedupe_semantic"
@@ -180,7 +180,7 @@ class DedupeSemantic(GlobalOperator):
         self._kept_doc_ids: list[str] = []
 
     def process_batch(self, docs: list[Document]) -> list[Document]:
-        """Decide every chunk of the batch in order; documents pass through, maybe marked."""
+        """Decide every chunk of the batch in order. Documents pass through, possibly marked."""
         self.ensure_setup()
         entries = [
             (doc, chunk)
@@ -201,7 +201,7 @@ class DedupeSemantic(GlobalOperator):
         return docs
 
     def _decide_chunks(self, entries: list[tuple[Document, Chunk]]) -> dict[int, _Match]:
-        """Keep or match each chunk in order; return the matches keyed by `id(chunk)`."""
+        """Keep or match each chunk in order and return the matches keyed by `id(chunk)`."""
         unit_vectors = normalize(np.stack([np.asarray(c.vector).ravel() for _, c in entries]))
         index = self._ensure_index(unit_vectors.shape[1])
         keys = index.band_keys(unit_vectors)
@@ -326,7 +326,7 @@ class DedupeSemantic(GlobalOperator):
             chunk.metadata["semantic_duplicate_of"] = match.chunk_id
 
     def _apply(self, doc: Document, matches: dict[int, _Match]) -> None:
-        """Drop the document's duplicate chunks; mark it a duplicate when none remain."""
+        """Drop the document's duplicate chunks, and mark it a duplicate when none remain."""
         if self.args.action != "drop" or not doc.chunks:
             return
         first_match = matches.get(id(doc.chunks[0]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import pickle
 import re
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +135,22 @@ def test_signature_independent_of_block_sizes(monkeypatch, synthetic_corpus, lan
     monkeypatch.setattr(signature_module, "TEXT_BLOCK_CHARS", 37)
     monkeypatch.setattr(signature_module, "HASH_BLOCK_SHINGLES", 5)
     assert np.array_equal(compute_signature(text, params), expected)
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_signature_memory_independent_of_length(monkeypatch, synthetic_corpus, language):
+    monkeypatch.setattr(signature_module, "TEXT_BLOCK_CHARS", 4096)
+    monkeypatch.setattr(signature_module, "HASH_BLOCK_SHINGLES", 256)
+    text = "\n\n".join(doc.text for doc in synthetic_corpus[:40] if doc.language == language)
+    peaks = []
+    for copies in (1, 10):
+        long_text = text * copies
+        tracemalloc.start()
+        compute_signature(long_text, MinHashParams())
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert len(text) > 4 * 4096
+    assert peaks[1] < peaks[0] + 256 * 1024
 
 
 def test_signature_params_survive_pickling():

@@ -22,6 +22,9 @@ from operators.minhash.signature import fmix64
 FALSE_POSITIVE_WEIGHT = 0.1
 FALSE_NEGATIVE_WEIGHT = 0.9
 
+# Rows before a row in its LSH bucket that it is paired with, besides the bucket's first row.
+BUCKET_WINDOW = 16
+
 # Pairs are verified this many at a time, to bound the temporary `(pairs, num_perm)` matrix.
 VERIFY_BLOCK_PAIRS = 8192
 
@@ -43,7 +46,7 @@ def optimal_bands(
 
     A pair with Jaccard similarity s shares at least one band with probability
     `P(s) = 1 - (1 - s**rows) ** bands`. The false positive probability is the integral of P over
-    [0, threshold], the false negative probability that of 1 - P over [threshold, 1]; both are
+    [0, threshold], the false negative probability that of 1 - P over [threshold, 1]. Both are
     integrated with the trapezoidal rule.
     """
     if not 0.0 < threshold <= 1.0:
@@ -80,9 +83,10 @@ def candidate_pairs(keys: np.ndarray, num_stored: int) -> np.ndarray:
     """Return unique candidate pairs `(i, j)`, `i < j`, of rows that share a band key.
 
     Rows below `num_stored` are stored documents, already deduplicated among themselves, so pairs
-    of two stored rows are left out. Within a bucket, every row is paired with the bucket's first
-    row and with its predecessor instead of with every other row, so a bucket of k rows gives at
-    most 2(k - 1) pairs. Union-find still joins the whole bucket when those pairs verify.
+    of two stored rows are left out. Within a bucket (rows with equal keys, in row order), every
+    row is paired with the bucket's first row and with up to `BUCKET_WINDOW` rows before it. So a
+    bucket of at most `BUCKET_WINDOW + 1` rows gives all its pairs, and a larger one (a template
+    shared by thousands of documents) gives at most `(BUCKET_WINDOW + 1)` pairs per row.
     """
     documents = keys.shape[0]
     collected = []
@@ -92,15 +96,20 @@ def candidate_pairs(keys: np.ndarray, num_stored: int) -> np.ndarray:
         sorted_keys = keys[order, band]
         same_as_previous = np.zeros(documents, dtype=bool)
         same_as_previous[1:] = sorted_keys[1:] == sorted_keys[:-1]
-        if not same_as_previous.any():
+        members = np.flatnonzero(same_as_previous)
+        if not members.size:
             continue
         # Position (in sorted order) of the first row of each row's bucket.
         starts = np.where(same_as_previous, 0, np.arange(documents))
         np.maximum.accumulate(starts, out=starts)
-        members = np.flatnonzero(same_as_previous)
-        anchor_pairs = np.stack((order[starts[members]], order[members]), axis=1)
-        chain_pairs = np.stack((order[members - 1], order[members]), axis=1)
-        collected.extend((anchor_pairs, chain_pairs))
+        member_starts = starts[members]
+        collected.append(np.stack((order[member_starts], order[members]), axis=1))
+        for offset in range(1, BUCKET_WINDOW + 1):
+            inside = members - offset > member_starts
+            if not inside.any():
+                break
+            earlier = members[inside] - offset
+            collected.append(np.stack((order[earlier], order[members[inside]]), axis=1))
     if not collected:
         return np.empty((0, 2), dtype=np.int64)
     pairs = np.concatenate(collected)
@@ -120,7 +129,7 @@ def pair_similarities(signatures: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 
 
 class UnionFind:
-    """Disjoint sets over `0..size-1`; the root of a set is always its smallest member."""
+    """Disjoint sets over `0..size-1` whose roots are always their smallest members."""
 
     def __init__(self, size: int) -> None:
         self.parent = list(range(size))
@@ -142,7 +151,7 @@ class UnionFind:
             self.parent[first_root] = second_root
 
     def clusters(self, items: set[int] | None = None) -> dict[int, list[int]]:
-        """Group `items` (default: all) by root; members come in ascending order."""
+        """Group `items` (default: all) by root, each group in ascending order."""
         groups: dict[int, list[int]] = {}
         for item in sorted(items) if items is not None else range(len(self.parent)):
             groups.setdefault(self.find(item), []).append(item)

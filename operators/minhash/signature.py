@@ -3,9 +3,10 @@
 `compute_signature(text, params)` depends only on its arguments, so executors may run it anywhere
 (a worker process, a Ray task) and still feed identical signatures to the clustering stage.
 
-Shingles are word n-grams for scripts that separate words with spaces and character n-grams for
-CJK and other scripts written without spaces; `shingle_mode` picks one per document. The text is
-read in blocks of `TEXT_BLOCK_CHARS` characters and the shingle hashes in blocks of
+Shingles are word n-grams for scripts that separate words with spaces. For CJK and other scripts
+written without spaces they are character n-grams. `shingle_mode` picks one per document.
+
+The text is read in blocks of `TEXT_BLOCK_CHARS` characters and the shingle hashes in blocks of
 `HASH_BLOCK_SHINGLES`, so the extra memory per document is bounded by the block sizes, not by the
 document's length.
 
@@ -76,7 +77,7 @@ ShingleMode = Literal["word", "char"]
 
 @dataclass(frozen=True)
 class MinHashParams:
-    """The parameters that determine a signature; equal parameters give equal signatures."""
+    """Parameters that determine a signature: equal parameters give equal signatures."""
 
     num_perm: int = 128
     word_ngram: int = 3
@@ -146,7 +147,7 @@ def _word_token_hashes(text: str) -> Iterator[np.ndarray]:
         end = min(start + TEXT_BLOCK_CHARS, len(text))
         if end < len(text):
             # Extend the block to the next non-word character so no token is cut in two. A token
-            # longer than 1024 characters may still be cut; it then counts as two tokens.
+            # longer than 1024 characters may still be cut, and then counts as two tokens.
             match = _NON_WORD_CHAR_RE.search(text, end, end + 1024)
             end = match.start() if match else min(end + 1024, len(text))
         tokens = _WORD_RE.findall(text[start:end].lower())

@@ -1,6 +1,6 @@
 """The workspace's MinHash signatures of indexed documents, kept between runs in a Parquet file.
 
-Each row holds a doc_id, its first-seen sequence number, its text length in characters and its
+Each row contains a doc_id, its first-seen sequence number, its text length in characters and its
 signature. The file's schema metadata records the `MinHashParams` it was computed with, and a
 store computed with other parameters is ignored on load.
 """

@@ -23,7 +23,7 @@ _SYLLABLES = (
     "le li lo lu ma me mi mo mu na ne ni no nu pa pe pi po ra re ri ro ru sa se si so su ta te ti "
     "to tu va ve vi vo za ze zi zo tra pre sto ling ment tion ver and est ous ble"
 ).split()
-# Common Chinese characters; generated words are runs of one to three of them.
+# Common Chinese characters. Generated words are runs of one to three of them.
 _CHINESE_CHARS = (
     "的一是不了人我在有他这中大来上国个到说们为子和你地出道也时年得就那要下以生会自着去之过家学对"
     "可她里后小么心多天而能好都然没日于起还发成事只作当想看文无开手十用主行方又如前所本见经头面公"
