@@ -13,6 +13,7 @@ import pytest
 from operators.base import get_operator_class
 from operators.parse import ParseArgs, ParseOperator
 from operators.parse.detect import sniff_mime
+from operators.parse.ocr import ocr_available
 from operators.parse.pdf import _undouble_line
 from operators.records import Document, Section
 
@@ -686,3 +687,43 @@ def test_parse_never_imports_unstructured(tmp_path):
     )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert completed.stdout.strip() == "[]"
+
+
+# ---- OCR (runs only where the tesseract binary and pytesseract are installed) ----------------------
+
+requires_tesseract = pytest.mark.skipif(
+    not ocr_available(),
+    reason="OCR needs the tesseract binary (Debian: tesseract-ocr) and pytesseract (the ocr extra)",
+)
+
+
+def _text_image(fmt: str) -> bytes:
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("RGB", (900, 200), "white")
+    ImageDraw.Draw(image).text((20, 50), "Scanned invoice 4711", fill="black", font=ImageFont.load_default(size=64))
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+@requires_tesseract
+def test_ocr_reads_image(tmp_path):
+    doc = parse_bytes(tmp_path, "scan.png", _text_image("PNG"), ocr_languages=["eng"])
+    assert doc.format == "image"
+    assert "Scanned invoice" in doc.text
+
+
+@requires_tesseract
+def test_ocr_reads_image_only_pdf(tmp_path):
+    doc = parse_bytes(tmp_path, "scan.pdf", _text_image("PDF"), ocr_languages=["eng"])
+    assert doc.format == "pdf"
+    assert doc.metadata["ocr_pages"] == [1]
+    assert "Scanned invoice" in doc.text
+
+
+@requires_tesseract
+def test_ocr_disabled_by_args(tmp_path):
+    doc = parse_bytes(tmp_path, "scan.png", _text_image("PNG"), ocr=False)
+    assert doc.quarantine.error_class == "no_text"
+    assert doc.quarantine.fix == "set parse.ocr to true"

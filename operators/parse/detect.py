@@ -109,7 +109,7 @@ def _libmagic_mime(data: bytes) -> str | None:
 
 
 def _binary_format(data: bytes) -> Detection | None:
-    if b"%PDF-" in data[:1024]:
+    if _is_pdf(data):
         return Detection("pdf", mime="application/pdf")
     if data.startswith(_ZIP_SIGNATURES):
         return _zip_format(data)
@@ -123,6 +123,18 @@ def _binary_format(data: bytes) -> Detection | None:
     if kind.mime.startswith("image/"):
         return Detection("image", mime=kind.mime)
     return Detection("unsupported", mime=sniff_mime(data))
+
+
+def _is_pdf(data: bytes) -> bool:
+    """Return True for a PDF header at the start, or within the first KiB before PDF objects.
+
+    Readers accept junk before the header (as Acrobat does within 1024 bytes), but a text file that
+    merely mentions "%PDF-" has no `obj` markers after it.
+    """
+    if data.lstrip()[:5] == b"%PDF-":
+        return True
+    position = data.find(b"%PDF-", 0, 1024)
+    return position != -1 and b" obj" in data[position : position + 65536]
 
 
 def _zip_format(data: bytes) -> Detection:

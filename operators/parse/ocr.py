@@ -10,6 +10,7 @@ import functools
 import importlib.util
 import io
 import logging
+import re
 import shutil
 
 from operators.parse.errors import CORRUPT, NO_TEXT, ParseError
@@ -21,11 +22,15 @@ OCR_FIX = (
     "ocr extra (pip install 'ragpipe[ocr]'), and keep parse.ocr enabled"
 )
 _RENDER_DPI = 300
+# Tesseract's chi_sim model puts a space between Han characters; Chinese and Japanese use none.
+_CJK = "\u3000-\u30ff\u3400-\u9fff\uf900-\ufaff\uff00-\uffef"
+_CJK_GAP = re.compile(f"(?<=[{_CJK}]) +(?=[{_CJK}])")
 
 
-def no_text_error(detail: str) -> ParseError:
+def no_text_error(detail: str, ocr_enabled: bool) -> ParseError:
     """Return the quarantine error for content that has no text without OCR."""
-    return ParseError(NO_TEXT, f"no text layer; enable OCR ({detail})", fix=OCR_FIX)
+    fix = "set parse.ocr to true" if ocr_available() and not ocr_enabled else OCR_FIX
+    return ParseError(NO_TEXT, f"no text layer; enable OCR ({detail})", fix=fix)
 
 
 @functools.lru_cache(maxsize=1)
@@ -67,7 +72,10 @@ def ocr_pdf_pages(data: bytes, page_numbers: list[int], languages: list[str], pa
     """Render the given 1-based PDF pages at 300 dpi and return their OCR text by page number."""
     import pypdfium2
 
-    document = pypdfium2.PdfDocument(data, password=password)
+    try:
+        document = pypdfium2.PdfDocument(data, password=password)
+    except pypdfium2.PdfiumError as err:
+        raise ParseError(CORRUPT, f"PDFium cannot open the PDF to render pages for OCR: {err}") from err
     try:
         texts = {}
         for number in page_numbers:
@@ -76,6 +84,8 @@ def ocr_pdf_pages(data: bytes, page_numbers: list[int], languages: list[str], pa
             texts[number] = _tesseract(image, languages)
             page.close()
         return texts
+    except pypdfium2.PdfiumError as err:
+        raise ParseError(CORRUPT, f"PDFium failed to render a page for OCR: {err}") from err
     finally:
         document.close()
 
@@ -84,6 +94,7 @@ def _tesseract(image: object, languages: list[str]) -> str:
     import pytesseract
 
     try:
-        return pytesseract.image_to_string(image, lang=usable_languages(tuple(languages)))
+        text = pytesseract.image_to_string(image, lang=usable_languages(tuple(languages)))
     except pytesseract.TesseractError as err:
         raise ParseError(CORRUPT, f"Tesseract failed: {err}") from err
+    return _CJK_GAP.sub("", text)

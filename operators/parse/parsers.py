@@ -73,7 +73,7 @@ def _rtf(inp: ParseInput, detection: Detection) -> ParsedContent:
 
 def _image(inp: ParseInput, detection: Detection) -> ParsedContent:
     if not (inp.args.ocr and ocr_available()):
-        raise no_text_error(f"{detection.mime} image")
+        raise no_text_error(f"{detection.mime} image", inp.args.ocr)
     text = normalize_text(ocr_image(inp.data, inp.args.ocr_languages))
     if not text:
         raise ParseError(NO_TEXT, f"OCR found no text in the {detection.mime} image")

@@ -66,14 +66,27 @@ def parse_pdf(inp: ParseInput) -> ParsedContent:
     if page_count and len(failed) == page_count:
         raise ParseError(CORRUPT, f"pypdf could not extract any of the {page_count} pages")
 
-    blank = [number for number in range(1, page_count + 1) if number not in texts and number not in failed]
-    if blank and inp.args.ocr and ocr_available():
-        texts.update(ocr_pdf_pages(inp.data, blank, inp.args.ocr_languages, password))
-        metadata["ocr_pages"] = blank
+    # With no text anywhere, every page is OCRed (its text may be drawn as outlines). Otherwise
+    # only textless pages that show an image are, so truly blank pages cost nothing.
+    textless = [number for number in range(1, page_count + 1) if number not in texts and number not in failed]
+    scanned = textless if not texts else [number for number in textless if _has_images(reader, number)]
+    if scanned and inp.args.ocr and ocr_available():
+        for number, text in ocr_pdf_pages(inp.data, scanned, inp.args.ocr_languages, password).items():
+            texts[number] = clean_page_text(text)
+        metadata["ocr_pages"] = scanned
     sections = [Section(text, {"page": number}) for number, text in sorted(texts.items()) if text]
     if not sections:
-        raise no_text_error(f"{page_count} page(s), none with extractable text")
+        raise no_text_error(f"{page_count} page(s), none with extractable text", inp.args.ocr)
     return ParsedContent("pdf", sections, metadata)
+
+
+def _has_images(reader: PdfReader, number: int) -> bool:
+    """Return True when a page without text draws an image XObject (a scan OCR could read)."""
+    try:
+        xobjects = reader.pages[number - 1]["/Resources"]["/XObject"].get_object()
+        return any(xobject.get_object().get("/Subtype") == "/Image" for xobject in xobjects.values())
+    except PYPDF_ERRORS:
+        return False
 
 
 def open_pdf(data: bytes, passwords: list[str]) -> tuple[PdfReader, str | None]:
