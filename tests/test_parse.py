@@ -120,6 +120,11 @@ def test_passwords_hidden_in_describe():
     assert "hunter2" not in described
 
 
+def test_passwords_change_fingerprint():
+    assert ParseOperator(pdf_passwords=["a"]).fingerprint() != ParseOperator(pdf_passwords=["b"]).fingerprint()
+    assert ParseOperator(pdf_passwords=["a"]).fingerprint() != ParseOperator().fingerprint()
+
+
 # ---- encodings --------------------------------------------------------------------------------
 
 ENCODED_TEXTS = [

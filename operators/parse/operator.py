@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from pathlib import PurePosixPath
@@ -50,6 +51,18 @@ class ParseOperator(Operator):
     def document_timeout_s(self) -> float | None:
         """Return the per-document time limit that the executor enforces."""
         return self.args.timeout_s
+
+    def fingerprint(self) -> str:
+        """Return the base fingerprint, mixed with a digest of the PDF passwords when there are any.
+
+        The arguments dump masks passwords, so without this, adding the password of an encrypted
+        PDF would not change the fingerprint and its stored quarantine could be reused.
+        """
+        base = super().fingerprint()
+        if not self.args.pdf_passwords:
+            return base
+        secrets = "\0".join(secret.get_secret_value() for secret in self.args.pdf_passwords)
+        return hashlib.sha256(f"{base}:{sha256_hex(secrets)}".encode()).hexdigest()[:16]
 
     def process(self, doc: Document) -> Document | list[Document]:
         if doc.format == "record" and doc.sections:
