@@ -60,6 +60,10 @@ __all__ = ["RayExecutor", "check_runtime_envs_local", "plan_ray_stages"]
 # Documents per batch of a model stage: larger than map batches, so each forward pass of the
 # model gets enough chunks even when documents are short.
 _MODEL_BATCH_MIN_DOCS = 64
+# Extra seconds a map batch gets on top of its documents' limits, for worker start-up and imports.
+_TASK_GRACE_S = 60.0
+# Extra seconds a one-document retry gets on top of its limit, as in the local executor.
+_SINGLE_GRACE_S = 5.0
 # Times Ray restarts a dead embedding actor, and re-runs the batch it had, before the run fails.
 _ACTOR_MAX_RESTARTS = 2
 # Times Ray Data re-runs a map task whose own worker died (the one that waits for the operators).
@@ -247,6 +251,8 @@ class RayExecutor(Executor):
             operators_ref=(ray.put(fresh),) if stage.kind != "global" else (),
             runtime_env=stage.runtime_env,
             document_timeout_s=stage.stage.document_timeout_s(),
+            batch_grace_s=_TASK_GRACE_S,
+            single_grace_s=_SINGLE_GRACE_S,
         )
 
     def _check_cluster(self, stages: list[RayStage], specs: list[StageSpec]) -> None:

@@ -8,7 +8,9 @@ needs four settings for that, found by reading its source and by tracing connect
 - `ray.init(_node_ip_address="127.0.0.1")` alone is not enough: `ray.init` replaces a loopback
   address by the address of the default-route interface, which it finds with a UDP connect to
   8.8.8.8, unless `ray._private.ray_constants.ENABLE_RAY_CLUSTER` is false (the single-machine
-  mode Ray uses on macOS and Windows). Every Ray port then binds to 127.0.0.1.
+  mode Ray uses on macOS and Windows). Every Ray port then binds to 127.0.0.1. Ray workers look
+  up the node address the same way, so Ray's processes also start with
+  `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, the variable that sets that constant.
 - Even with `include_dashboard=False` Ray starts its dashboard process with only the usage-stats
   module, which reads `~/ray_bootstrap_config.yaml` and, when the file is missing, probes the
   cloud metadata address 169.254.169.254 and resolves metadata.google.internal. Ray's processes
@@ -40,6 +42,9 @@ logger = logging.getLogger(__name__)
 ADDRESS_KEY = "executor.address"
 _REACHABILITY_TIMEOUT_S = 5.0
 _ADDRESS_PATTERN = re.compile(r"^(?:ray://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$")
+# Read by Ray at import into ray_constants.ENABLE_RAY_CLUSTER, in each Ray worker too.
+_CLUSTER_MODE_VARIABLE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+_START_ONLY_VARIABLES = ("HOME", _CLUSTER_MODE_VARIABLE)
 _BOOTSTRAP_CONFIG = "# Written by ragpipe: a local Ray, so Ray does not probe cloud metadata.\nprovider:\n  type: local\n"
 
 
@@ -54,9 +59,9 @@ def validate_address(address: str | None) -> None:
     match = _ADDRESS_PATTERN.match(address)
     if match is None or not 0 < int(match.group("port")) < 65536:
         raise ValueError(
-            f"{ADDRESS_KEY} must be null (start a local Ray), 'auto' (join the Ray running on this "
-            f"machine), 'ray://host:port' (Ray Client, port 10001 by default) or 'host:port' (the "
-            f"head's GCS, port 6379 by default); got {address!r}"
+            "must be null (start a local Ray), 'auto' (join the Ray running on this "
+            "machine), 'ray://host:port' (Ray Client, port 10001 by default) or 'host:port' (the "
+            "head's GCS, port 6379 by default)"
         )
 
 
@@ -119,10 +124,21 @@ def connect(
     """
     import ray
 
+    try:
+        validate_address(address)
+    except ValueError as err:
+        raise RayConnectionError(f"{ADDRESS_KEY} {err}; got {address!r}") from None
     if ray.is_initialized():
-        logger.info("using this process's existing Ray connection; %s is not used", ADDRESS_KEY)
+        if address not in (None, "auto"):
+            check_reachable(address)
+            logger.warning(
+                "this process is already connected to Ray, so the run uses that connection, which "
+                "may not be the cluster at %s=%r; call ray.shutdown() first to join that one",
+                ADDRESS_KEY, address,
+            )
+        else:
+            logger.info("using this process's existing Ray connection")
         return RaySession(owned=False, address=address)
-    validate_address(address)
     if address is None:
         return start_local_ray(num_cpus, include_dashboard, object_store_memory, py_modules)
     if num_cpus is not None or include_dashboard:
@@ -172,7 +188,7 @@ def start_local_ray(
     with open(os.path.join(private_home, "ray_bootstrap_config.yaml"), "w", encoding="utf-8") as handle:
         handle.write(_BOOTSTRAP_CONFIG)
 
-    wanted = {"RAY_USAGE_STATS_ENABLED": "0", "HOME": private_home}
+    wanted = {"RAY_USAGE_STATS_ENABLED": "0", "HOME": private_home, _CLUSTER_MODE_VARIABLE: "0"}
     if "RAY_AUTH_MODE" not in os.environ:
         wanted["RAY_AUTH_MODE"] = "token"
     if os.environ.get("RAY_AUTH_MODE", "token") == "token" and "RAY_AUTH_TOKEN" not in os.environ:
@@ -183,8 +199,9 @@ def start_local_ray(
             wanted["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     saved = _set_environment(wanted)
     _reload_ray_auth_settings()
-    # HOME matters only to the processes that ray.init starts; the driver gets it back at once.
-    saved_home = {"HOME": saved.pop("HOME")}
+    # These matter only to the processes that ray.init starts (Ray workers inherit them from the
+    # raylet); the driver gets its own values back at once.
+    saved_for_start = {name: saved.pop(name) for name in _START_ONLY_VARIABLES}
 
     runtime_env: dict[str, Any] = {"env_vars": {"HOME": real_home}}
     if py_modules:
@@ -216,7 +233,7 @@ def start_local_ray(
     finally:
         if cluster_mode is not None:
             ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
-        _restore_environment(saved_home)
+        _restore_environment(saved_for_start)
 
     node_ip = ray.util.get_node_ip_address()
     if node_ip != "127.0.0.1":

@@ -42,10 +42,6 @@ SCHEMA = pa.schema(
 )
 StageStats = dict[int, Counter]  # pipeline position of an operator -> its counters
 
-# Extra seconds a batch task gets on top of its documents' limits, for worker start-up and imports.
-_TASK_GRACE_S = 60.0
-# Extra seconds for a single-document retry, as in the local executor.
-_SINGLE_GRACE_S = 5.0
 # Ray re-runs a task whose worker died this many times before the batch is split up.
 _TASK_MAX_RETRIES = 1
 # Failures that end a task's worker rather than raise inside the operator.
@@ -66,6 +62,8 @@ class StageSpec:
     operators_ref: tuple[Any, ...]  # one ObjectRef in a tuple, so Ray passes it on unresolved
     runtime_env: dict[str, Any] | None
     document_timeout_s: float | None  # the stage's per-document time limit, or None
+    batch_grace_s: float  # extra seconds a batch gets on top of its documents' limits
+    single_grace_s: float  # extra seconds a one-document retry gets on top of its limit
 
 
 # ---- rows ---------------------------------------------------------------------------------------
@@ -195,7 +193,7 @@ def map_stage_batch(batch: pa.Table, spec: StageSpec) -> pa.Table:
 
 def _run_isolating_failures(spec: StageSpec, keys: list[str], blobs: list[bytes], stats: StageStats):
     limit = spec.document_timeout_s
-    timeout = None if limit is None else limit * len(keys) + _TASK_GRACE_S
+    timeout = None if limit is None else limit * len(keys) + spec.batch_grace_s
     try:
         return _run_task(spec, keys, blobs, timeout, stats)
     except _TaskFailed as failure:
@@ -206,7 +204,7 @@ def _run_isolating_failures(spec: StageSpec, keys: list[str], blobs: list[bytes]
             spec.names, len(keys), failure.detail,
         )
     rows = []
-    single_timeout = None if limit is None else limit + _SINGLE_GRACE_S
+    single_timeout = None if limit is None else limit + spec.single_grace_s
     for key, blob in zip(keys, blobs):
         try:
             rows.extend(_run_task(spec, [key], [blob], single_timeout, stats))
