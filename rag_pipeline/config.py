@@ -61,6 +61,14 @@ class RayExecutorConfig(_Strict):
     embed_num_gpus: float = Field(0.0, ge=0.0, description="GPUs per embedding actor.")
     include_dashboard: bool = Field(False, description="Start the Ray dashboard with a local Ray.")
 
+    @field_validator("address")
+    @classmethod
+    def _check_address(cls, address: str | None) -> str | None:
+        from rag_pipeline.executors.ray_runtime import validate_address
+
+        validate_address(address)
+        return address
+
 
 ExecutorConfig = Annotated[LocalExecutorConfig | RayExecutorConfig, Field(discriminator="type")]
 
