@@ -39,8 +39,8 @@ HASH_SCHEME = "xxh3-ngram-fmix-affine32/1"
 TEXT_BLOCK_CHARS = 1 << 16
 HASH_BLOCK_SHINGLES = 2048
 
-# A document is written in an unspaced script when at least this share of its word characters
-# (letters, digits) belongs to the ranges in `UNSPACED_RANGES`.
+# A document is written in an unspaced script when at least this share of its characters (see
+# `shingle_mode`) belongs to the ranges in `UNSPACED_RANGES`.
 UNSPACED_SHARE = 0.3
 
 # Scripts written without spaces between words (half-open code point ranges). Korean is absent on
@@ -60,6 +60,8 @@ UNSPACED_RANGES = (
     (0x20000, 0x32000),  # CJK Unified Ideographs Extensions B to H
 )
 _UNSPACED_BOUNDS = np.array([bound for pair in UNSPACED_RANGES for bound in pair], dtype=np.uint32)
+
+_ASCII_ALNUM = np.array([chr(code).isalnum() for code in range(128)], dtype=bool)
 
 _WORD_RE = re.compile(r"\w+")
 _NON_WORD_RE = re.compile(r"[\W_]+")
@@ -123,18 +125,23 @@ def _position_weights(n: int, seed: int) -> np.ndarray:
 
 
 def shingle_mode(text: str) -> ShingleMode:
-    """Return "char" when the text is mostly in an unspaced script (CJK, Thai, ...), else "word"."""
+    """Return "char" when the text is mostly in an unspaced script (CJK, Thai, ...), else "word".
+
+    The share counts non-ASCII characters and ASCII letters and digits, so whitespace and ASCII
+    punctuation do not dilute it. Non-ASCII punctuation counts too, which keeps this a cheap
+    vectorised count instead of a regular-expression pass over the text.
+    """
     unspaced = 0
     word_chars = 0
     for start in range(0, len(text), TEXT_BLOCK_CHARS):
-        block = _NON_WORD_RE.sub("", text[start : start + TEXT_BLOCK_CHARS])
-        if not block:
-            continue
+        block = text[start : start + TEXT_BLOCK_CHARS]
         code_points = np.frombuffer(block.encode("utf-32-le"), dtype="<u4")
+        ascii_points = code_points[code_points < 128]
+        word_chars += code_points.size - ascii_points.size
+        word_chars += int(np.count_nonzero(_ASCII_ALNUM[ascii_points]))
         # An odd insertion index means the code point lies inside one of the half-open ranges.
         slots = np.searchsorted(_UNSPACED_BOUNDS, code_points, side="right")
         unspaced += int(np.count_nonzero(slots & 1))
-        word_chars += len(block)
     if word_chars and unspaced >= UNSPACED_SHARE * word_chars:
         return "char"
     return "word"
