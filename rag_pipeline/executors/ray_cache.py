@@ -2,8 +2,8 @@
 
 The embedding cache is a Lance table in the workspace, written only by the driver (the run's one
 writer). Embedding actors may run on nodes that cannot see the workspace, so they reach the
-driver's cache through a small broker actor: an actor's `get_many`/`put_many` call waits in the
-broker until a thread in the driver takes it, runs it on the real cache and sends back the result.
+driver's cache through a small broker actor. An actor's `get_many` or `put_many` call waits in the
+broker until a thread in the driver takes it, runs it on the real cache and returns the result.
 Lookups, the cache's write buffer and its hit counters therefore behave as with the local
 executor, at the cost of one round trip through the broker per embedded batch.
 """
@@ -29,7 +29,7 @@ _POLL_S = 0.5
 
 @ray.remote(num_cpus=0, max_restarts=0)
 class CacheBroker:
-    """Queue of cache calls from embedding actors, answered by the driver."""
+    """A queue of cache calls from embedding actors, which the driver takes and returns results for."""
 
     def __init__(self) -> None:
         self._requests: asyncio.Queue = asyncio.Queue()
@@ -80,7 +80,7 @@ class BrokeredCache:
 
 
 class CacheServer:
-    """Runs a broker and a driver thread that answers its calls with `cache`."""
+    """A broker actor plus the driver thread that runs its queued calls on `cache`."""
 
     def __init__(self, cache: EmbeddingCache) -> None:
         self.cache = cache
@@ -98,7 +98,7 @@ class CacheServer:
         self._stop.set()
         self._thread.join(timeout=_POLL_S * 4 + 5)
         ray.kill(self.broker)
-        logger.info("embedding cache broker answered %d calls", self.calls)
+        logger.info("embedding cache broker handled %d calls", self.calls)
 
     def _serve(self) -> None:
         while not self._stop.is_set():

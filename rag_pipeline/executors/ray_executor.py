@@ -193,9 +193,9 @@ class RayExecutor(Executor):
         size = self.settings.batch_size
         blocks = [encode_rows(items[start : start + size]) for start in range(0, len(items), size)]
         dataset = ray.data.from_arrow(blocks)
-        # NOTE: Ray Data 2.60 deprecates passing Ray task and actor options such as max_retries
-        # (removal planned for Ray 2.64) and offers no replacement; without them a worker that
-        # crashes on every attempt is retried forever.
+        # NOTE: Ray Data 2.60 deprecates Ray task and actor options such as max_retries and plans
+        # to remove them in Ray 2.64, with no replacement. Without them, Ray retries a worker that
+        # crashes on every attempt forever.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RayDeprecationWarning)
             for stage, spec in stages:
@@ -241,8 +241,8 @@ class RayExecutor(Executor):
     # ---- preparing the stages ---------------------------------------------------------------------
 
     def _stage_spec(self, stage: RayStage) -> StageSpec:
-        # Fresh copies built from the arguments: the driver's instances may hold a loaded model
-        # (the runner asks `embed` for its dimension) or an attached embedding cache.
+        # Ship fresh copies built from the arguments, because the driver's instances may contain a
+        # loaded model (the runner calls `embed.dimension()`) or an attached embedding cache.
         fresh = [type(op)(op.args) for op in stage.stage.operators]
         return StageSpec(
             token=uuid.uuid4().hex,
@@ -270,7 +270,11 @@ class RayExecutor(Executor):
                     "set executor.embed_num_gpus: 0 to embed on CPUs, or add GPU nodes"
                 )
         cpus = resources.get("CPU", 0)
-        needed = (self.settings.embed_actors if has_model else 0) + (1 if has_map else 0)
+        needed = 0
+        if has_model:
+            needed += self.settings.embed_actors
+        if has_map:
+            needed += 1
         if cpus < needed:
             raise ConfigError(
                 f"executor.embed_actors: {self.settings.embed_actors} embedding actors take one CPU each "

@@ -14,7 +14,7 @@ needs four settings for that, found by reading its source and by tracing connect
 - Even with `include_dashboard=False` Ray starts its dashboard process with only the usage-stats
   module, which reads `~/ray_bootstrap_config.yaml` and, when the file is missing, probes the
   cloud metadata address 169.254.169.254 and resolves metadata.google.internal. Ray's processes
-  therefore start with HOME set to a private folder that holds a bootstrap config naming the
+  therefore start with HOME set to a private folder that contains a bootstrap config naming the
   `local` provider; Ray workers get the real HOME back through the job's `runtime_env`.
 - A new local Ray turns on token authentication and writes `~/.ray/auth_token` unless
   `RAY_AUTH_MODE` is set. Here a random token for this process is passed in `RAY_AUTH_TOKEN`, so
@@ -118,7 +118,9 @@ def connect(
 ) -> RaySession:
     """Join the Ray at `address`, or start a local Ray when `address` is None.
 
-    `py_modules` are shipped to every worker of the job (custom operator modules). When this
+    With `address` None and the RAY_ADDRESS environment variable set (as `ray job submit` and
+    KubeRay's RayJob do for their entrypoint), the run joins that cluster instead, as `ray.init()`
+    does. `py_modules` are shipped to every worker of the job (custom operator modules). When this
     process is already connected to Ray (a test fixture or a notebook called `ray.init`), that
     connection is used and left open, and `py_modules` must already be importable there.
     """
@@ -139,6 +141,13 @@ def connect(
         else:
             logger.info("using this process's existing Ray connection")
         return RaySession(owned=False, address=address)
+    if address is None and os.environ.get("RAY_ADDRESS"):
+        address = os.environ["RAY_ADDRESS"]
+        logger.info("%s is null but RAY_ADDRESS is set, so the run joins the Ray cluster at %s", ADDRESS_KEY, address)
+        try:
+            validate_address(address)
+        except ValueError as err:
+            raise RayConnectionError(f"the RAY_ADDRESS environment variable {err}; got {address!r}") from None
     if address is None:
         return start_local_ray(num_cpus, include_dashboard, object_store_memory, py_modules)
     if num_cpus is not None or include_dashboard:

@@ -1,9 +1,9 @@
 """What runs on Ray workers: the row format of documents, map stages and model stages.
 
-Documents travel through Ray Data as rows of four columns: `key` (the document's position in the
-run, which fixes the order), `doc` (the pickled `Document`), `pending` (whether operators still
-have work on it) and `stats` (pickled operator counters, carried on the first row of each batch
-and summed by the driver).
+Documents travel through Ray Data as rows of four columns. `key` is the document's position in
+the run and fixes the order. `doc` is the pickled `Document`, and `pending` tells whether
+operators still have work on it. `stats` contains pickled operator counters; each batch carries
+them on its first row, and the driver sums them.
 
 A map stage runs as a Ray Data task per batch that hands the batch to a separate Ray task and
 waits for it. When that task's worker dies (a parser segfault, the out-of-memory killer) Ray runs
@@ -54,7 +54,7 @@ _MAX_CACHED_STAGES = 8
 
 @dataclass(frozen=True)
 class StageSpec:
-    """What a worker needs to run one stage."""
+    """The description of one stage that a worker needs to run it."""
 
     token: str  # unique per stage and run; keys the worker's cache of set-up operators
     names: str  # operator names joined by "+", for logs and task names
@@ -115,8 +115,8 @@ def assign_keys(inputs: list[tuple[str, Document]], outputs: list[Document]) -> 
     """Key each output document, so sorting by key gives the order the operators returned.
 
     An input document keeps its key. A new document (an archive member, an attachment) gets the key
-    of its parent, or else of the document before it, plus a suffix; so children sort right after
-    their parent, in the order they were produced, wherever the batch boundaries fall.
+    of its parent, or else of the document before it, plus a suffix. Children therefore sort right
+    after their parent, in the order they were produced, wherever the batch boundaries fall.
     """
     key_of_input = {id(doc): key for key, doc in inputs}
     key_by_doc_id = {doc.doc_id: key for key, doc in inputs}

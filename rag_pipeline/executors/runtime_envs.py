@@ -3,7 +3,7 @@
 An operator may declare `runtime_env` (a Ray runtime environment: pip packages, environment
 variables, a container image). The Ray executor passes it to the workers of that operator's stage.
 The local executor runs every operator in the current Python environment, so it can honour a
-declaration only where that environment already satisfies it; `check_runtime_envs_local` says
+declaration only where that environment already satisfies it. `check_runtime_envs_local` logs
 which parts it cannot honour. This module does not import Ray.
 """
 
