@@ -12,7 +12,7 @@ The module must be importable where the driver runs (`pip install examples/custo
 `PYTHONPATH=examples/custom_operators`). Importing it registers the operator, so `pipeline:` checks
 its arguments like those of a built-in operator and the run reports its counters.
 
-`runtime_env` asks Ray to start this operator's workers with its own environment. Here it only
+With `runtime_env`, Ray starts this operator's workers in their own environment. Here it only
 sets an environment variable; a real operator would more often list pip packages, for example
 `{"pip": ["phonenumbers==8.13.55"]}` (see docs/deploy.md).
 """
