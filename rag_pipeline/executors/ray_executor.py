@@ -164,10 +164,10 @@ class RayExecutor(Executor):
         return ExecutionResult(stats=stats)
 
     def close(self) -> None:
+        """Stop the local Ray that `execute` started, or disconnect from the cluster it joined."""
         if self._session is not None:
             session, self._session = self._session, None
-            if session.owned:
-                session.shutdown()
+            session.shutdown()
 
     # ---- running the stages ---------------------------------------------------------------------
 

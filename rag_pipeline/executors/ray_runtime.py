@@ -88,21 +88,30 @@ def check_reachable(address: str, timeout_s: float = _REACHABILITY_TIMEOUT_S) ->
 
 @dataclass
 class RaySession:
-    """A connection of this process to Ray; `owned` when this process started that Ray."""
+    """A connection of this process to Ray.
+
+    `owned` is true when this session called `ray.init` (to start a local Ray or to join a
+    cluster), so `shutdown` ends it. A session that reuses an existing connection is not owned.
+    """
 
     owned: bool
     address: str | None
+    local: bool = False  # this session started a local Ray
     _saved_env: dict[str, str | None] = field(default_factory=dict)
     _private_home: str | None = None
 
     def shutdown(self) -> None:
-        """Shut down the Ray this session started; a joined cluster is only disconnected from."""
+        """Stop the local Ray this session started, or disconnect from the cluster it joined."""
         import ray
 
+        if not self.owned:
+            return
         if ray.is_initialized():
             ray.shutdown()
-            if self.owned:
+            if self.local:
                 logger.info("stopped the local Ray")
+            else:
+                logger.info("disconnected from the Ray cluster at %s", self.address)
         _restore_environment(self._saved_env)
         if self._private_home is not None:
             shutil.rmtree(self._private_home, ignore_errors=True)
@@ -179,7 +188,7 @@ def _join_cluster(address: str, py_modules: list[ModuleType] | None = None) -> R
             f"{ADDRESS_KEY}: cannot connect to the Ray cluster at {address!r}: {type(err).__name__}: {err}{hint}"
         ) from err
     logger.info("joined the Ray cluster at %s: %s", address, _describe_resources())
-    return RaySession(owned=False, address=address, _saved_env=saved)
+    return RaySession(owned=True, address=address, _saved_env=saved)
 
 
 def start_local_ray(
@@ -248,7 +257,7 @@ def start_local_ray(
     if node_ip != "127.0.0.1":
         logger.warning("the local Ray listens on %s, not on loopback; its ports may be reachable from the network", node_ip)
     logger.info("started a local Ray on %s: %s", node_ip, _describe_resources())
-    return RaySession(owned=True, address=None, _saved_env=saved, _private_home=private_home)
+    return RaySession(owned=True, address=None, local=True, _saved_env=saved, _private_home=private_home)
 
 
 def _describe_resources() -> str:
