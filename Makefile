@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-full test-fast bench clean
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ demo: install
 
 test: install
 	$(VENV)/bin/pytest -q -ra
+
+# The whole third-party corpus, large files included: several more minutes of embedding.
+test-full: install
+	RAGPIPE_FULL_CORPUS=1 $(VENV)/bin/pytest -q -ra
 
 test-fast: install
 	$(VENV)/bin/pytest -q -ra -m "not slow"

@@ -101,7 +101,9 @@ class ChunkIndex:
                     f"gives {dimension}; use a new `workspace` for a model of another dimension"
                 )
             return table
-        return self.db.create_table(CHUNKS_TABLE, schema=chunk_schema(dimension, metadata))
+        table = self.db.create_table(CHUNKS_TABLE, schema=chunk_schema(dimension, metadata))
+        self.ensure_text_index(table)
+        return table
 
     # ---- writing ------------------------------------------------------------------------------
 
@@ -221,25 +223,62 @@ class ChunkIndex:
         self.set_served(table, version)
         logger.info("served version set to %d", version)
 
-    def search(self, query_vector, k: int, filter_sql: str | None = None) -> tuple[int, list[dict[str, Any]]]:
-        table = self.open_served()
-        query = table.search(query_vector, vector_column_name="vector").metric("cosine").limit(k)
-        if filter_sql:
-            query = query.where(filter_sql, prefilter=True)
-        rows = query.select(["chunk_id", "doc_id", "uri", "text", "metadata", "_distance"]).to_list()
-        hits = []
-        for row in rows:
-            hits.append(
-                {
-                    "doc_id": row["doc_id"],
-                    "chunk_id": row["chunk_id"],
-                    "uri": row["uri"],
-                    "score": round(1.0 - float(row["_distance"]), 6),
-                    "text": row["text"],
-                    "metadata": json.loads(row["metadata"] or "{}"),
-                }
-            )
-        return table.version, hits
+    def search(
+        self, query_vector, query_text: str, k: int, version: int | None = None
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Return the served (or given) version and its top `k` chunks for a query.
+
+        Candidates come from vector search and, where the version has a full-text index, from
+        BM25 full-text search; they are fused by reciprocal rank. A chunk that contains the whole
+        query verbatim (12 characters or more, case and spacing ignored) ranks first, so a copied
+        sentence finds its source even when its chunk's vector is dominated by other text.
+        """
+        table = self.open_served() if version is None else self._open_version(version)
+        pool = max(50, k * 10)
+        columns = ["chunk_id", "doc_id", "uri", "text", "metadata", "vector"]
+        vector_rows = (
+            table.search(query_vector, vector_column_name="vector").metric("cosine")
+            .limit(pool).select(columns + ["_distance"]).to_list()
+        )
+        text_rows = self._full_text_candidates(table, query_text, pool, columns)
+        return table.version, fuse_candidates(query_vector, query_text, vector_rows, text_rows, k)
+
+    def _open_version(self, version: int):
+        table = self.open()
+        known = {v["version"] for v in table.list_versions()}
+        if version not in known:
+            raise IndexError_(f"version {version} does not exist; available versions: {sorted(known)}")
+        table.checkout(version)
+        return table
+
+    @staticmethod
+    def _full_text_candidates(table, query_text: str, pool: int, columns: list[str]) -> list[dict[str, Any]]:
+        if not any(index.index_type == "FTS" for index in table.list_indices()):
+            return []
+        try:
+            return table.search(query_text, query_type="fts", fts_columns="text").limit(pool).select(columns).to_list()
+        except (ValueError, RuntimeError, OSError) as err:
+            # A query the full-text parser rejects still gets vector results.
+            logger.warning("full-text search failed for query %r: %s", query_text[:80], err)
+            return []
+
+    def ensure_text_index(self, table) -> None:
+        """Create the BM25 full-text index on `text`, or fold unindexed rows into it.
+
+        Rows added since the last index update are still found (Lance scans them), so the index
+        is only updated once more than a fifth of the rows are unindexed.
+        """
+        from lancedb.index import FTS
+
+        if not any(index.index_type == "FTS" for index in table.list_indices()):
+            table.create_index("text", config=FTS())
+            logger.info("created the full-text index on chunks.text")
+            return
+        stats = table.index_stats(_FTS_INDEX_NAME)
+        total = stats.num_indexed_rows + stats.num_unindexed_rows
+        if stats.num_unindexed_rows > 1000 and stats.num_unindexed_rows > total / 5:
+            table.to_lance().optimize.optimize_indices()
+            logger.info("folded %d unindexed rows into the full-text index", stats.num_unindexed_rows)
 
     # ---- retention ----------------------------------------------------------------------------
 
@@ -283,6 +322,56 @@ class ChunkIndex:
         if version not in known:
             raise IndexError_(f"version {version} does not exist; available versions: {sorted(known)}")
         table.tags.create(name, version)
+
+
+_FTS_INDEX_NAME = "text_idx"
+_RRF_K = 60
+_EXACT_MIN_CHARS = 12
+
+
+def _normalize_for_match(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def fuse_candidates(query_vector, query_text, vector_rows, text_rows, k) -> list[dict[str, Any]]:
+    """Fuse vector and full-text candidates by reciprocal rank; verbatim matches rank first."""
+    import numpy as np
+
+    query = np.asarray(query_vector, dtype=np.float32)
+    candidates: dict[str, dict[str, Any]] = {}
+    for source, rows in (("vector_rank", vector_rows), ("text_rank", text_rows)):
+        for rank, row in enumerate(rows, start=1):
+            entry = candidates.setdefault(row["chunk_id"], {"row": row, "fused": 0.0})
+            entry[source] = rank
+            entry["fused"] += 1.0 / (_RRF_K + rank)
+    needle = _normalize_for_match(query_text)
+    hits = []
+    for chunk_id, entry in candidates.items():
+        row = entry["row"]
+        vector = np.asarray(row["vector"], dtype=np.float32)
+        similarity = float(vector @ query / ((np.linalg.norm(vector) * np.linalg.norm(query)) or 1.0))
+        exact = len(needle) >= _EXACT_MIN_CHARS and needle in _normalize_for_match(row["text"])
+        hits.append(
+            {
+                "doc_id": row["doc_id"],
+                "chunk_id": chunk_id,
+                "uri": row["uri"],
+                "score": round(similarity, 6),
+                "text": row["text"],
+                "metadata": json.loads(row.get("metadata") or "{}"),
+                "match": {
+                    "exact": exact,
+                    "vector_rank": entry.get("vector_rank"),
+                    "text_rank": entry.get("text_rank"),
+                    "fused_score": round(entry["fused"], 6),
+                },
+                "_order": (not exact, -entry["fused"], -similarity),
+            }
+        )
+    hits.sort(key=lambda hit: hit["_order"])
+    for hit in hits:
+        del hit["_order"]
+    return hits[:k]
 
 
 def _in_filter(column: str, values: list[str]) -> str:

@@ -1,4 +1,4 @@
-"""Vector search over the served table version, with the model the table was built with."""
+"""Hybrid search (vectors and BM25 full text) over the served table version."""
 
 from __future__ import annotations
 
@@ -25,15 +25,5 @@ def search(config: PipelineConfig, query: str, k: int = 5, version: int | None =
         raise ValueError(f"k must be at least 1, got {k}")
     index = ChunkIndex(workspace_for(config).lance_dir)
     vector = embed_query(config, query)
-    if version is not None:
-        table = index.open()
-        table.checkout(version)
-        rows = table.search(vector, vector_column_name="vector").metric("cosine").limit(k).to_list()
-        hits = [
-            {"doc_id": r["doc_id"], "chunk_id": r["chunk_id"], "uri": r["uri"],
-             "score": round(1.0 - float(r["_distance"]), 6), "text": r["text"]}
-            for r in rows
-        ]
-        return {"version": version, "hits": hits}
-    served, hits = index.search(vector, k)
+    served, hits = index.search(vector, query, k, version=version)
     return {"version": served, "hits": hits}
