@@ -268,16 +268,26 @@ def _check_order(names: list[str]) -> None:
 
 
 def _link_tokenizer(steps: list[dict[str, Any]]) -> None:
-    """Make `chunk` count tokens with the embedding model's own tokenizer."""
+    """Make `chunk` count tokens with the embedding model's own tokenizer, unless set explicitly."""
     embed_args = next((s["embed"] for s in steps if "embed" in s), None)
+    if embed_args is None:
+        return
+    model = getattr(embed_args, "model", DEFAULT_MODEL)
     for index, step in enumerate(steps):
-        if "chunk" not in step or embed_args is None:
+        if "chunk" not in step:
             continue
         chunk_args = step["chunk"]
-        fields = chunk_args.model_fields_set
-        model = getattr(embed_args, "model", DEFAULT_MODEL)
-        if "tokenizer" in type(chunk_args).model_fields and "tokenizer" not in fields:
-            step["chunk"] = type(chunk_args).model_validate({**chunk_args.model_dump(), "tokenizer": model})
+        args_type = type(chunk_args)
+        if "tokenizer" not in args_type.model_fields or "tokenizer" in chunk_args.model_fields_set:
+            continue
+        # Re-validate from the user's own keys only, so defaults derived from the old tokenizer
+        # (such as the max_tokens cap) are derived again for the embedding model.
+        user_keys = chunk_args.model_dump(include=chunk_args.model_fields_set)
+        try:
+            step["chunk"] = args_type.model_validate({**user_keys, "tokenizer": model})
+        except ValidationError as err:
+            details = "; ".join(item["msg"] for item in err.errors())
+            raise ConfigError(f"invalid config:\n  pipeline[{index}].chunk: {details}") from None
 
 
 def build_operators(steps: list[dict[str, Any]]) -> list[Operator]:
