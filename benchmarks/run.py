@@ -15,7 +15,7 @@ its own fresh copy of the corpus. Repetitions interleave the tools, so a change 
 hits them alike. Every figure is the median over repetitions, with min and max.
 
 The generated report replaces only the text between the BEGIN and END GENERATED markers in
-docs/benchmarks.md. The JSON keeps one entry per section (scifact, scale, dedupe, serve); a run
+docs/benchmarks.md. The JSON keeps one entry per section (scifact, scale, dedupe, serve). A run
 replaces the sections it measured and keeps the others, each with the command that made it.
 
     python -m benchmarks.run --quick            # about 10 minutes on an idle 2-core machine
@@ -283,8 +283,9 @@ def load_report(path: Path) -> dict[str, Any]:
 def replace_generated_block(document: str, block: str) -> str:
     """Put `block` between the markers, leaving everything outside them as it was.
 
-    Without markers, the block goes right after the first line when that line is a `# ` title,
-    else at the very top.
+    Without markers, the block goes before the first `## ` heading, so it follows the page title
+    and introduction but precedes every hand-written section. A page without such a heading gets
+    the block at its end, and an empty page gets a title first.
     """
     generated = f"{BEGIN_MARKER}\n{block.strip()}\n{END_MARKER}"
     begin = document.find(BEGIN_MARKER)
@@ -298,10 +299,12 @@ def replace_generated_block(document: str, block: str) -> str:
         )
     if not document.strip():
         return f"# Benchmarks\n\n{generated}\n"
-    first_line, newline, rest = document.partition("\n")
-    if first_line.startswith("# "):
-        return f"{first_line}\n\n{generated}\n{newline}{rest.lstrip(chr(10))}" if rest else f"{first_line}\n\n{generated}\n"
-    return f"{generated}\n\n{document}"
+    if document.startswith("## "):
+        return f"{generated}\n\n{document}"
+    heading = document.find("\n## ")
+    if heading == -1:
+        return f"{document.rstrip()}\n\n{generated}\n"
+    return f"{document[:heading + 1]}{generated}\n\n{document[heading + 1:]}"
 
 
 def write_outputs(output_dir: Path, sections: dict[str, Any], command: str | None) -> tuple[Path, Path]:

@@ -9,7 +9,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-HAND_WRITTEN_ABOVE = "# Benchmarks\n\n## Parse\n\nWritten by hand; must survive every run.\n"
+HAND_WRITTEN_INTRO = "# Benchmarks\n\nMeasured numbers, with the command behind each.\n\n"
+HAND_WRITTEN_ABOVE = HAND_WRITTEN_INTRO + "## Parse\n\nWritten by hand; must survive every run.\n"
 HAND_WRITTEN_BELOW = "\n## Executors\n\n| executor | docs/s |\n|---|---|\n| local | 12 |\n"
 
 TOPICS = [
@@ -57,7 +58,7 @@ def test_report_on_tiny_corpus(tmp_path, bench):
     run.write_outputs(output, {"scifact": section, "serve": run.serve_section("pytest")}, "pytest")
 
     markdown = (output / "benchmarks.md").read_text(encoding="utf-8")
-    assert markdown.startswith("# Benchmarks\n\n" + run.BEGIN_MARKER)
+    assert markdown.startswith(HAND_WRITTEN_INTRO + run.BEGIN_MARKER)
     assert markdown.count(run.BEGIN_MARKER) == 1
     assert markdown.count(run.END_MARKER) == 1
     assert "## Parse\n\nWritten by hand; must survive every run.\n" in markdown
@@ -115,6 +116,21 @@ def test_report_on_tiny_corpus(tmp_path, bench):
         assert result["scenarios"]["no_change"]["chunks_embedded"]["median"] == 0
         assert result["scenarios"]["delete_1pct"]["stale_chunks"]["median"] == 0
         assert result["ratios"]["full_build"]["to_ragpipe"] > 0
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        ("", "# Benchmarks\n\nBLOCK\n"),
+        ("# Benchmarks\n\nIntro.\n", "# Benchmarks\n\nIntro.\n\nBLOCK\n"),
+        ("## Parse\n\nText.\n", "BLOCK\n\n## Parse\n\nText.\n"),
+        ("# Benchmarks\n\n## Parse\n", "# Benchmarks\n\nBLOCK\n\n## Parse\n"),
+    ],
+)
+def test_generated_block_placement(bench, document, expected):
+    run, _ = bench
+    block = f"{run.BEGIN_MARKER}\nnew\n{run.END_MARKER}"
+    assert run.replace_generated_block(document, "new") == expected.replace("BLOCK", block)
 
 
 def test_generated_block_needs_both_markers(bench):
