@@ -36,8 +36,8 @@ logger = logging.getLogger(__name__)
 TARGET_RECALL = 0.99
 MAX_BANDS = 32
 MAX_ROWS = 24
-# Rows fetched per chunk from the indexed table. More are fetched only when all of them belong to
-# documents that must be skipped.
+# Rows fetched per chunk from the indexed table. A second search, with a SQL filter, runs only when
+# no acceptable row was found and a row of a skipped document was within `max_distance`.
 TABLE_SEARCH_LIMIT = 4
 HYPERPLANE_SEED = 20240531
 
@@ -97,7 +97,7 @@ class SimHashIndex:
         return (bits * self._weights).sum(axis=2, dtype=np.uint64)
 
     def nearest(self, unit_vector: np.ndarray, keys: np.ndarray) -> tuple[int, float] | None:
-        """Return `(position, cosine similarity)` of the best candidate, or None without any.
+        """Return `(position, cosine similarity)` of the best candidate, or None without candidates.
 
         Ties go to the earliest added vector.
         """
@@ -178,6 +178,18 @@ class DedupeSemantic(GlobalOperator):
         self._index: SimHashIndex | None = None
         self._kept_chunks: list[Chunk] = []
         self._kept_doc_ids: list[str] = []
+
+    def finish(self) -> None:
+        """Log what this run matched. Every decision was made in `process_batch` already."""
+        logger.info(
+            "%s: %d chunks kept, %d matched chunks of this run, %d matched indexed chunks, "
+            "%d documents marked as duplicates",
+            self.name,
+            len(self._kept_chunks),
+            self.stats["chunks_matched_run"],
+            self.stats["chunks_matched_indexed"],
+            self.stats["dropped_duplicate"],
+        )
 
     def process_batch(self, docs: list[Document]) -> list[Document]:
         """Decide every chunk of the batch in order. Documents pass through, possibly marked."""
@@ -278,8 +290,8 @@ class DedupeSemantic(GlobalOperator):
             if best is None or similarity > best.similarity:
                 matches[query] = _Match(chunk_ids[row], row_doc_ids[row], similarity, None)
 
-        # The first search returned only skipped rows within max_distance, and it may have cut off
-        # acceptable rows behind them: search once more without the skipped documents.
+        # Skipped rows within max_distance may have pushed acceptable rows past the limit, so
+        # search once more without the skipped documents.
         rows_per_query = np.bincount(queries, minlength=len(unit_vectors))
         for query in sorted(needs_filtered_search):
             if matches[query] is None and rows_per_query[query] >= TABLE_SEARCH_LIMIT:

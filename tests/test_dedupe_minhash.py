@@ -21,7 +21,7 @@ from operators.minhash.signature import (
     is_empty,
     shingle_mode,
 )
-from operators.minhash.store import STORE_FILE_NAME
+from operators.minhash.store import STORE_FILE_NAME, SignatureStore
 from operators.minhash.synthetic import duplicate_precision_recall, generate_corpus
 from operators.records import DUPLICATE, FILTERED, PENDING, Document
 
@@ -138,7 +138,7 @@ def test_signature_independent_of_block_sizes(monkeypatch, synthetic_corpus, lan
 
 
 @pytest.mark.parametrize("language", ["en", "zh"])
-def test_signature_memory_independent_of_length(monkeypatch, synthetic_corpus, language):
+def test_signature_memory_is_bounded(monkeypatch, synthetic_corpus, language):
     monkeypatch.setattr(signature_module, "TEXT_BLOCK_CHARS", 4096)
     monkeypatch.setattr(signature_module, "HASH_BLOCK_SHINGLES", 256)
     text = "\n\n".join(doc.text for doc in synthetic_corpus[:40] if doc.language == language)
@@ -200,7 +200,7 @@ def test_optimal_bands_fit_num_perm():
 
 
 @requires_corpus
-def test_memo_with_duplicate_page_is_near_duplicate():
+def test_memo_duplicate_page_detected():
     memo = make_doc("memo", pdf_text("unstructured/pdf/fake-memo.pdf"))
     doubled = make_doc("memo-2", pdf_text("unstructured/pdf/fake-memo-with-duplicate-page.pdf"))
     run_operator([memo, doubled], keep="first_by_id")
@@ -210,7 +210,7 @@ def test_memo_with_duplicate_page_is_near_duplicate():
 
 
 @requires_corpus
-def test_debian_history_translations_are_distinct():
+def test_debian_translations_are_distinct():
     english = make_doc("en", pdf_text("debian/project-history.en.pdf"))
     japanese = make_doc("ja", pdf_text("debian/project-history.ja.pdf"))
     run_operator([english, japanese])
@@ -352,9 +352,9 @@ def test_removed_keeper_is_not_matched(tmp_path):
 
     # The keeper is deleted, so the engine processes its duplicate again in the next run.
     again = make_doc("copy", copy_text)
-    operator = run_operator([again], context=run_context(tmp_path, removed={"keeper"}))
+    run_operator([again], context=run_context(tmp_path, removed={"keeper"}))
     assert again.state == PENDING
-    assert operator._store.doc_ids == ["copy"]
+    assert SignatureStore.load(tmp_path / "minhash", MinHashParams()).doc_ids == ["copy"]
 
     # The store on disk no longer contains the keeper either.
     later = make_doc("later", copy_text)
@@ -362,7 +362,7 @@ def test_removed_keeper_is_not_matched(tmp_path):
     assert later.duplicate_of == "copy"
 
 
-def test_reprocessed_document_does_not_match_itself(tmp_path):
+def test_reprocessed_document_not_self_matched(tmp_path):
     run_operator([make_doc("a", ENGLISH)], context=run_context(tmp_path))
     same = make_doc("a", ENGLISH)
     run_operator([same], context=run_context(tmp_path))

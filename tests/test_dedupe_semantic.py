@@ -318,7 +318,9 @@ def embed():
     return encode
 
 
-@pytest.mark.parametrize(("first", "second"), PARAPHRASES)
+@pytest.mark.parametrize(
+    ("first", "second"), PARAPHRASES, ids=["revenue", "restart", "meeting", "boiling"]
+)
 def test_paraphrase_is_dropped(embed, first, second):
     vectors = embed([first, second])
     docs = [make_doc("a", [vectors[0]]), make_doc("b", [vectors[1]])]
@@ -327,7 +329,9 @@ def test_paraphrase_is_dropped(embed, first, second):
     assert docs[1].duplicate_of == "a"
 
 
-@pytest.mark.parametrize(("first", "second"), UNRELATED)
+@pytest.mark.parametrize(
+    ("first", "second"), UNRELATED, ids=["library-stocks", "debian-budget", "moved-cancelled"]
+)
 def test_unrelated_sentence_is_kept(embed, first, second):
     vectors = embed([first, second])
     docs = [make_doc("a", [vectors[0]]), make_doc("b", [vectors[1]])]
