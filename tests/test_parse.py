@@ -306,6 +306,23 @@ def test_docx_table_rows(tmp_path):
     assert doc.text == "Intro paragraph.\n\nItem | Price\nTea | 3"
 
 
+def test_docx_deep_nesting_is_corrupt(tmp_path):
+    """Content controls nested past Python's recursion limit are reported, not crashed on."""
+    namespace = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+    nested = "<w:sdt><w:sdtContent>" * 990 + "<w:p><w:r><w:t>deep</w:t></w:r></w:p>" + "</w:sdtContent></w:sdt>" * 990
+    original = zipfile.ZipFile(io.BytesIO(make_docx(["x"])))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as rebuilt:
+        for item in original.infolist():
+            body = original.read(item)
+            if item.filename == "word/document.xml":
+                body = f"<w:document {namespace}><w:body>{nested}</w:body></w:document>".encode()
+            rebuilt.writestr(item, body)
+    doc = parse_bytes(tmp_path, "deep.docx", buffer.getvalue())
+    assert doc.quarantine.error_class == "corrupt"
+    assert "too deeply" in doc.quarantine.message
+
+
 def test_odt_paragraphs_and_spaces(tmp_path):
     content = (
         '<office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '

@@ -191,8 +191,9 @@ def _ole_format(data: bytes) -> Detection:
 def text_format(text: str, hint: str | None) -> str:
     """Classify decoded text by content, using the extension `hint` only between dialects."""
     head = text.lstrip()[:4096]
-    if head[:1] in ("{", "[") and _json_kind(text):
-        return _json_kind(text)
+    json_kind = _json_kind(text) if head[:1] in ("{", "[") else None
+    if json_kind:
+        return json_kind
     if _looks_like_email(text):
         return "eml"
     if hint in ("markdown", "rst", "org"):

@@ -108,6 +108,9 @@ class ParseOperator(Operator):
         except MemoryError:
             self._quarantine(doc, ParseError(TOO_LARGE, "ran out of memory while parsing", fix="lower parse.max_file_mb"))
             return None
+        except RecursionError:
+            self._quarantine(doc, ParseError(CORRUPT, "the file nests structures too deeply to parse (Python recursion limit)"))
+            return None
         except Exception as err:  # a bug or an unexpected error in a third-party parser
             logger.exception("unexpected error parsing %s", doc.uri)
             self._quarantine(doc, ParseError(CORRUPT, f"the parser failed unexpectedly: {type(err).__name__}: {err}"))
