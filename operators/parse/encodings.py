@@ -137,6 +137,8 @@ def _prefer_cp1252(data: bytes, guess: str, guess_chaos: float) -> bool:
     On short Western European text charset-normalizer (3.x) often names cp1250 or a Mac code page.
     Those decode umlauts the same but misread curly quotes and the euro sign, and cp1252 is far
     more common.
+    NOTE: ISO-8859-15 text that uses its own letters (œ, Œ, Š, Ž) or € also reads cleanly as
+    cp1252, so those characters come out wrong.
     """
     if guess.lower().replace("-", "").startswith(_MULTIBYTE_PREFIXES) or guess == "cp1252":
         return False

@@ -186,6 +186,8 @@ def _extract_pages(reader: PdfReader, page_count: int, pdfium: PdfiumText) -> tu
 
 def page_text(page: Any) -> str:
     """Return a page's text with ligatures expanded and doubled "fake bold" glyphs collapsed."""
+    # NOTE: columns are not detected geometrically. A generator that writes the content stream out
+    # of reading order (both columns line by line) gives interleaved text.
     text = page.extract_text() or ""
     if _DOUBLED_GLYPH_LINES.search(text):
         try:
