@@ -36,9 +36,11 @@ logger = logging.getLogger(__name__)
 TARGET_RECALL = 0.99
 MAX_BANDS = 32
 MAX_ROWS = 24
-# Rows fetched per chunk from the indexed table. A second search, with a SQL filter, runs only when
-# no acceptable row was found and a row of a skipped document was within `max_distance`.
+# Rows fetched per chunk from the indexed table. Wider searches run only when no acceptable row
+# was found and a row of a skipped document was within `max_distance`.
 TABLE_SEARCH_LIMIT = 4
+# Row limits of the wider searches that follow, before a search with a SQL filter.
+WIDE_SEARCH_LIMITS = (64, 1024)
 HYPERPLANE_SEED = 20240531
 
 
@@ -299,10 +301,39 @@ class DedupeSemantic(GlobalOperator):
         return matches
 
     def _search_table_filtered(self, unit_vector: np.ndarray, doc_id: str) -> _Match | None:
-        """Search for the nearest chunk outside the skipped documents with a SQL prefilter."""
+        """Search for the nearest chunk outside the skipped documents.
+
+        Wider searches filtered in Python come first, because the SQL filter lists every skipped
+        doc_id and a run that reprocesses many documents skips many. The SQL prefilter runs only
+        when more than `WIDE_SEARCH_LIMITS[-1]` rows of skipped documents are within
+        `max_distance`.
+        """
+        self.stats["table_filtered_searches"] += 1
+        for limit in WIDE_SEARCH_LIMITS:
+            rows = (
+                self._table.search(unit_vector.astype(np.float32))
+                .distance_type("cosine")
+                .limit(limit)
+                .select(["chunk_id", "doc_id", "vector", "_distance"])
+                .to_arrow()
+            )
+            if not rows.num_rows:
+                return None
+            similarities = normalize(_vectors_to_numpy(rows.column("vector"))) @ unit_vector
+            doc_ids = rows.column("doc_id").to_pylist()
+            for row, similarity in enumerate(similarities.tolist()):
+                if similarity < self._min_similarity:
+                    # Rows come nearest first, so no later row is within max_distance.
+                    return None
+                if doc_ids[row] not in self._removed and doc_ids[row] != doc_id:
+                    chunk_id = rows.column("chunk_id")[row].as_py()
+                    return _Match(chunk_id, doc_ids[row], similarity, None)
+            if rows.num_rows < limit:
+                return None
+
         excluded = sorted(self._removed | {doc_id})
         quoted = ", ".join("'" + value.replace("'", "''") + "'" for value in excluded)
-        self.stats["table_filtered_searches"] += 1
+        self.stats["table_sql_filtered_searches"] += 1
         rows = (
             self._table.search(unit_vector.astype(np.float32))
             .distance_type("cosine")

@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 
+from operators import dedupe_semantic
 from operators.context import RunContext
 from operators.dedupe_semantic import DedupeSemantic, SimHashIndex, choose_bands, normalize
 from operators.records import DUPLICATE, PENDING, Chunk, Document
@@ -245,7 +246,8 @@ def test_nearest_removed_row_falls_back_to_next(chunks_table):
     assert doc.chunks[0].metadata["semantic_duplicate_of"] == "old-c#0"
 
 
-def test_filtered_search_past_search_limit(tmp_path):
+def table_with_removed_neighbours(tmp_path, count: int):
+    """Return a table with `count` removed rows nearest to unit(1) and one acceptable row."""
     import lancedb
 
     rows = [
@@ -254,17 +256,32 @@ def test_filtered_search_past_search_limit(tmp_path):
             "doc_id": f"gone-{i}",
             "vector": at_distance(unit(1), 0.001 * i, i),
         }
-        for i in range(6)
+        for i in range(count)
     ]
     rows.append({"chunk_id": "kept#0", "doc_id": "kept", "vector": at_distance(unit(1), 0.03, 99)})
     for row in rows:
         row["vector"] = row["vector"].astype(np.float32).tolist()
-    table = lancedb.connect(tmp_path / "lance").create_table("chunks", data=rows)
+    return lancedb.connect(tmp_path / "lance").create_table("chunks", data=rows)
+
+
+def test_wide_search_past_search_limit(tmp_path):
+    table = table_with_removed_neighbours(tmp_path, 6)
     removed = {f"gone-{i}" for i in range(6)}
     doc = make_doc("new", [unit(1)])
     operator = run_operator([doc], context=table_context(table, removed), action="mark")
     assert doc.chunks[0].metadata["semantic_duplicate_of"] == "kept#0"
     assert operator.stats["table_filtered_searches"] == 1
+    assert operator.stats["table_sql_filtered_searches"] == 0
+
+
+def test_sql_filter_past_wide_searches(tmp_path, monkeypatch):
+    monkeypatch.setattr(dedupe_semantic, "WIDE_SEARCH_LIMITS", (5,))
+    table = table_with_removed_neighbours(tmp_path, 6)
+    removed = {f"gone-{i}" for i in range(6)}
+    doc = make_doc("new", [unit(1)])
+    operator = run_operator([doc], context=table_context(table, removed), action="mark")
+    assert doc.chunks[0].metadata["semantic_duplicate_of"] == "kept#0"
+    assert operator.stats["table_sql_filtered_searches"] == 1
 
 
 def test_own_indexed_rows_are_skipped(chunks_table):
