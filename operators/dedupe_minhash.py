@@ -102,7 +102,9 @@ class DedupeMinHash(GlobalOperator):
             ),
         )
         seed: int = Field(
-            1, ge=0, description="Seed of the MinHash permutations and of nothing else."
+            1,
+            ge=0,
+            description="Seed of the MinHash permutations. Changing it discards stored signatures.",
         )
 
     def __init__(self, args: OperatorArgs | None = None, **kwargs: Any) -> None:
