@@ -31,9 +31,10 @@ from ray.util.annotations import RayDeprecationWarning
 from operators.base import Operator
 from operators.context import EmbeddingCache, RunContext
 from operators.records import Document
-from rag_pipeline.config import ConfigError, RayExecutorConfig
+from rag_pipeline.config import RayExecutorConfig
 from rag_pipeline.executors.base import ExecutionResult, Executor, Sink, Stage, batched, run_global_stage, split_stages
 from rag_pipeline.executors.ray_cache import CacheServer
+from rag_pipeline.executors.ray_checks import check_cluster, check_runtime_env_syntax
 from rag_pipeline.executors.ray_runtime import RaySession, connect
 from rag_pipeline.executors.ray_stages import (
     ModelStage,
@@ -139,7 +140,7 @@ class RayExecutor(Executor):
         if not items:
             return ExecutionResult(stats=stats)
         stages = plan_ray_stages(operators)
-        _check_runtime_env_syntax(operators)
+        check_runtime_env_syntax(operators)
         self._session = connect(
             self.settings.address, self.settings.num_cpus, self.settings.include_dashboard,
             self.object_store_memory, [sys.modules[name] for name in code_modules_to_ship(operators)],
@@ -148,7 +149,7 @@ class RayExecutor(Executor):
         progress = Progress(total=total, enabled=self.show_progress)
         try:
             specs = [self._stage_spec(stage) for stage in stages]
-            self._check_cluster(stages, specs)
+            check_cluster(self.settings, stages, specs)
             if self.embedding_cache is not None and any(stage.kind == "model" for stage in stages):
                 cache_server = CacheServer(self.embedding_cache).start()
             broker = cache_server.broker if cache_server is not None else None
@@ -233,7 +234,7 @@ class RayExecutor(Executor):
 
     def _global_stage(self, stage: RayStage, items: Keyed, context: RunContext, stats: list[Counter]) -> Keyed:
         if stage.runtime_env:
-            check_runtime_envs_local(stage.stage.operators)
+            check_runtime_envs_local(stage.stage.operators, "the driver (where the Ray executor runs global operators)")
         batches = batched((doc for _, doc in items), self.settings.batch_size)
         outputs = run_global_stage(stage.stage, batches, context, stats)
         return assign_keys(items, outputs)
@@ -254,79 +255,6 @@ class RayExecutor(Executor):
             batch_grace_s=_TASK_GRACE_S,
             single_grace_s=_SINGLE_GRACE_S,
         )
-
-    def _check_cluster(self, stages: list[RayStage], specs: list[StageSpec]) -> None:
-        """Reject settings and operators this Ray cluster cannot run, before any document starts."""
-        resources = ray.cluster_resources()
-        has_model = any(stage.kind == "model" for stage in stages)
-        has_map = any(stage.kind == "map" for stage in stages)
-        gpus = self.settings.embed_num_gpus
-        if has_model and gpus > 0:
-            largest = max((node["Resources"].get("GPU", 0) for node in ray.nodes() if node["Alive"]), default=0)
-            if largest < gpus:
-                raise ConfigError(
-                    f"executor.embed_num_gpus: each embedding actor needs {gpus:g} GPU(s), but "
-                    f"{'no node of the Ray cluster has a GPU' if not largest else f'the largest node has {largest:g}'}; "
-                    "set executor.embed_num_gpus: 0 to embed on CPUs, or add GPU nodes"
-                )
-        cpus = resources.get("CPU", 0)
-        needed = 0
-        if has_model:
-            needed += self.settings.embed_actors
-        if has_map:
-            needed += 1
-        if cpus < needed:
-            raise ConfigError(
-                f"executor.embed_actors: {self.settings.embed_actors} embedding actors take one CPU each "
-                f"and the map stages need at least one more, but the Ray cluster has {cpus:g} CPUs; "
-                f"lower executor.embed_actors to at most {max(int(cpus) - 1, 1)} or add nodes"
-            )
-        shipped = set(code_modules_to_ship([op for stage in stages for op in stage.stage.operators]))
-        for stage, spec in zip(stages, specs):
-            custom = any(type(op).__module__.split(".")[0] not in ("operators",) for op in stage.stage.operators)
-            if stage.kind != "global" and (stage.runtime_env or custom):
-                _probe_stage(stage, spec, shipped)
-
-
-def _probe_stage(stage: RayStage, spec: StageSpec, shipped: set[str]) -> None:
-    """Load a stage's operators on a worker in the stage's runtime_env, or raise ConfigError."""
-    try:
-        probe = _load_operators.options(num_cpus=0, runtime_env=spec.runtime_env or None, max_retries=0)
-        error = ray.get(probe.remote(spec.operators_ref))
-    except Exception as err:  # RuntimeEnvSetupError, or a runtime_env Ray refuses at submission
-        raise ConfigError(
-            f"operator(s) {spec.names}: Ray cannot set up their runtime_env {spec.runtime_env!r}: "
-            f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
-        ) from err
-    if error is not None:
-        hint = (
-            "the module was shipped with the job's py_modules, so one of its own imports is missing there"
-            if shipped else "install the module on every Ray node, or put it on the driver's PYTHONPATH"
-        )
-        raise ConfigError(f"custom_operators: operator(s) {spec.names} cannot be loaded on the Ray workers: {error}; {hint}")
-
-
-@ray.remote
-def _load_operators(operators_ref: tuple) -> str | None:
-    try:
-        ray.get(operators_ref[0])
-    except (ImportError, AttributeError) as err:
-        return f"{type(err).__name__}: {err}"
-    return None
-
-
-def _check_runtime_env_syntax(operators: list[Operator]) -> None:
-    from ray.runtime_env import RuntimeEnv
-
-    for op in operators:
-        if op.runtime_env is None:
-            continue
-        if not isinstance(op.runtime_env, dict):
-            raise ConfigError(f"operator {op.name!r}: runtime_env must be a dict, got {type(op.runtime_env).__name__}")
-        try:
-            RuntimeEnv(**op.runtime_env)
-        except Exception as err:  # noqa: BLE001 - Ray raises several types for a malformed runtime_env
-            raise ConfigError(f"operator {op.name!r}: invalid runtime_env {op.runtime_env!r}: {err}") from err
 
 
 def _add_stats(stats: list[Counter], more: StageStats) -> None:

@@ -144,6 +144,9 @@ _STAGE_OPERATORS: OrderedDict[str, list[Operator]] = OrderedDict()
 def _stage_operators(spec: StageSpec) -> list[Operator]:
     operators = _STAGE_OPERATORS.get(spec.token)
     if operators is None:
+        # As in the local executor's workers: pypdf logs every repaired object, while the
+        # document's state already says whether it parsed.
+        logging.getLogger("pypdf").setLevel(logging.ERROR)
         operators = ray.get(spec.operators_ref[0])
         for op in operators:
             op.ensure_setup()

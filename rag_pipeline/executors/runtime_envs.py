@@ -25,13 +25,14 @@ logger = logging.getLogger(__name__)
 _PROJECT_PACKAGES = ("operators", "rag_pipeline")
 
 
-def check_runtime_envs_local(operators: Iterable[Operator]) -> list[str]:
-    """Log a warning for each operator whose `runtime_env` the local executor cannot honour.
+def check_runtime_envs_local(operators: Iterable[Operator], runner: str = "the local executor") -> list[str]:
+    """Log a warning for each operator whose `runtime_env` cannot be honoured in this process.
 
-    The local executor runs operators in-process: pip and uv requirements count as honoured when
-    the installed distributions satisfy them, and environment variables when the current process
+    `runner` names what runs the operators here, for the message. An operator that runs
+    in-process gets no environment of its own: pip and uv requirements count as honoured when the
+    installed distributions satisfy them, and environment variables when the current process
     already has those values. Everything else (container images, conda, working_dir, py_modules)
-    is ignored there. Return the warning messages, one per operator.
+    is ignored. Return the warning messages, one per operator.
     """
     messages = []
     for op in operators:
@@ -43,10 +44,12 @@ def check_runtime_envs_local(operators: Iterable[Operator]) -> list[str]:
             logger.debug("operator %s: its runtime_env %r is satisfied by this environment", op.name, env)
             continue
         message = (
-            f"operator {op.name!r} declares runtime_env {env!r}, which the local executor cannot honour "
-            f"({'; '.join(problems)}); it runs in this Python process as it is. Install what it needs "
-            "here, or run the pipeline with `executor: {type: ray}`"
+            f"operator {op.name!r} declares runtime_env {env!r}, which {runner} cannot honour "
+            f"({'; '.join(problems)}); it runs in this Python process as it is, so provide what it "
+            "needs here"
         )
+        if runner == "the local executor":
+            message += ", or run the pipeline with `executor: {type: ray}`"
         logger.warning(message)
         messages.append(message)
     return messages
