@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -44,12 +45,14 @@ def run_one(kind: str, corpus: Path, workspace: Path, workers: int, batch_size: 
     else:
         raw["executor"] = {"type": "ray", "batch_size": batch_size, "embed_actors": embed_actors}
     config = config_from_dict(raw, base_dir=workspace.parent)
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     summary = run_pipeline(config, RunOptions(show_progress=False))
     seconds = time.perf_counter() - started
     return {
         "executor": kind,
         "seconds": round(seconds, 2),
+        "load_average": round((load_before + os.getloadavg()[0]) / 2, 1),
         "documents": summary.documents["indexed"],
         "chunks": summary.chunks["total"],
         "docs_per_s": round(summary.documents["seen"] / seconds, 1),
@@ -77,16 +80,24 @@ def main(argv: list[str] | None = None) -> int:
 
     scratch = Path(tempfile.mkdtemp(prefix="ragpipe-bench-executors-"))
     try:
-        for size in args.sizes:
+        for position, size in enumerate(args.sizes):
             corpus = scratch / f"scifact-{size}"
             written = write_scifact_files(corpus, limit=size)
-            local = run_one("local", corpus, scratch / f"ws-local-{size}", args.workers, args.batch_size, args.embed_actors)
-            session = start_local_ray(num_cpus=args.workers)
-            try:
-                remote = run_one("ray", corpus, scratch / f"ws-ray-{size}", args.workers, args.batch_size, args.embed_actors)
-            finally:
-                session.shutdown()
-            assert not ray.is_initialized()
+            # Alternate which executor goes first, so a change in machine load between the two
+            # runs of a size does not always favour the same one.
+            order = ["local", "ray"] if position % 2 == 0 else ["ray", "local"]
+            timings = {}
+            for kind in order:
+                session = start_local_ray(num_cpus=args.workers) if kind == "ray" else None
+                try:
+                    timings[kind] = run_one(
+                        kind, corpus, scratch / f"ws-{kind}-{size}", args.workers, args.batch_size, args.embed_actors
+                    )
+                finally:
+                    if session is not None:
+                        session.shutdown()
+                assert not ray.is_initialized()
+            local, remote = timings["local"], timings["ray"]
             row = {
                 "documents": written,
                 "local": local,
@@ -107,13 +118,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _markdown(results: dict) -> str:
     lines = [
-        "| documents | chunks | local s | Ray s (warm) | Ray s incl. start-up | Ray / local throughput |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| documents | chunks | local s | Ray s (warm) | Ray s incl. start-up | Ray / local throughput | load average |",
+        "|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in results["runs"]:
         lines.append(
             f"| {row['documents']} | {row['local']['chunks']} | {row['local']['seconds']:.1f} | "
-            f"{row['ray']['seconds']:.1f} | {row['ray_with_start_s']:.1f} | {row['ray_over_local_throughput']:.2f}x |"
+            f"{row['ray']['seconds']:.1f} | {row['ray_with_start_s']:.1f} | {row['ray_over_local_throughput']:.2f}x | "
+            f"{row['local']['load_average']} / {row['ray']['load_average']} |"
         )
     return "\n".join(lines)
 
