@@ -410,6 +410,18 @@ def test_unrunnable_settings_are_rejected(ray_cluster, tmp_path, settings, key):
     assert Manifest(lancedb.connect(str(tmp_path / "ws" / "lance"))).load() == {}
 
 
+def test_cuda_embedding_without_gpus_is_rejected():
+    from operators.embed import EmbedOperator
+    from rag_pipeline.executors.ray_checks import check_model_device
+
+    with pytest.raises(ConfigError) as error:
+        check_model_device(EmbedOperator(device="cuda"), gpus_per_actor=0)
+    assert "executor.embed_num_gpus" in str(error.value)
+    assert "embed.device" in str(error.value)
+    check_model_device(EmbedOperator(device="cuda"), gpus_per_actor=1)
+    check_model_device(EmbedOperator(device="cpu"), gpus_per_actor=0)
+
+
 def test_malformed_address_is_rejected_at_load(tmp_path):
     raw = {
         "name": "bad",
