@@ -5,7 +5,7 @@ import os
 # Dependencies must not phone home: unstructured and its analytics client honour these.
 os.environ.setdefault("SCARF_NO_ANALYTICS", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
-os.environ.setdefault("UNSTRUCTURED_TELEMETRY_DISABLED", "true")
+os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
 
 from operators.base import (  # noqa: E402
     GlobalOperator,

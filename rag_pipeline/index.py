@@ -101,9 +101,7 @@ class ChunkIndex:
                     f"gives {dimension}; use a new `workspace` for a model of another dimension"
                 )
             return table
-        table = self.db.create_table(CHUNKS_TABLE, schema=chunk_schema(dimension, metadata))
-        self.ensure_text_index(table)
-        return table
+        return self.db.create_table(CHUNKS_TABLE, schema=chunk_schema(dimension, metadata))
 
     # ---- writing ------------------------------------------------------------------------------
 
@@ -125,11 +123,16 @@ class ChunkIndex:
             source = staged.scanner().to_reader()
         else:
             source = schema.empty_table()
+        self.ensure_text_index(table)
         builder = table.merge_insert("chunk_id").when_matched_update_all().when_not_matched_insert_all()
         if doc_ids:
             builder = builder.when_not_matched_by_source_delete(_in_filter("doc_id", doc_ids))
         result = builder.execute(source)
-        version = result.version
+        if not _has_text_index(table) and table.count_rows() > 0:
+            # The first commit with rows also builds the full-text index, so the run's tagged
+            # version is the one with the index; the version before it stays untagged.
+            self.ensure_text_index(table)
+        version = table.version
         table.tags.create(f"{RUN_TAG_PREFIX}{run_id}", version)
         logger.info(
             "run %s committed version %d: %d inserted, %d updated, %d deleted",
@@ -253,7 +256,7 @@ class ChunkIndex:
 
     @staticmethod
     def _full_text_candidates(table, query_text: str, pool: int, columns: list[str]) -> list[dict[str, Any]]:
-        if not any(index.index_type == "FTS" for index in table.list_indices()):
+        if not _has_text_index(table):
             return []
         try:
             return table.search(query_text, query_type="fts", fts_columns="text").limit(pool).select(columns).to_list()
@@ -270,7 +273,9 @@ class ChunkIndex:
         """
         from lancedb.index import FTS
 
-        if not any(index.index_type == "FTS" for index in table.list_indices()):
+        if not _has_text_index(table):
+            if table.count_rows() == 0:
+                return  # Lance cannot build a usable full-text index over no rows
             table.create_index("text", config=FTS())
             logger.info("created the full-text index on chunks.text")
             return
@@ -327,6 +332,10 @@ class ChunkIndex:
 _FTS_INDEX_NAME = "text_idx"
 _RRF_K = 60
 _EXACT_MIN_CHARS = 12
+
+
+def _has_text_index(table) -> bool:
+    return any(index.index_type == "FTS" for index in table.list_indices())
 
 
 def _normalize_for_match(text: str) -> str:

@@ -251,7 +251,6 @@ def _run(config: PipelineConfig, options: RunOptions, run_id: str, workspace: Wo
     fault_point("before_commit")
     version = index.served_version()
     if removed or plan.terminal or staged is not None or version is None:
-        index.ensure_text_index(table)
         version = index.commit(table, staged, removed, run_id)
         index.set_served(table, version)
     parse_removed = removed - {e.doc_id for e in plan.reembed}

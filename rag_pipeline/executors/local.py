@@ -48,6 +48,9 @@ def _init_worker(operators: list[Operator]) -> None:
     global _WORKER_OPERATORS
     _WORKER_OPERATORS = operators
     logging.getLogger().setLevel(logging.WARNING)
+    # pypdf warns about every repaired object and missing optional font tool; the document's
+    # state already says whether it parsed, so these would only bury the progress bar.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 
 def _run_map_task(indexes: list[int], docs: list[Document]) -> tuple[list[Document], dict[int, Counter]]:
