@@ -148,6 +148,9 @@ class GlobalOperator(Operator):
     """
 
     kind: ClassVar[OperatorKind] = "global"
+    # True when the operator decides each document as it arrives and `finish()` changes no
+    # earlier decision; executors may then pass batches on at once instead of waiting for all.
+    streaming: ClassVar[bool] = False
 
     def begin(self, context: Any) -> None:
         """Receive the run context (prior workspace state) before the first batch."""

@@ -120,6 +120,19 @@ def run_global_stage(
     return seen
 
 
+def stream_global_stage(
+    stage: Stage, batches: Iterable[list[Document]], context: RunContext, stats: list[Counter]
+) -> Iterator[list[Document]]:
+    """Run a streaming global operator in order, passing each batch on as soon as it is decided."""
+    op = stage.operators[0]
+    op.ensure_setup()
+    op.begin(context)
+    for batch in batches:
+        yield op.process_batch(batch)
+    op.finish()
+    stats[stage.indexes[0]].update(op.take_stats())
+
+
 def attach_cache(operators: list[Operator], cache: EmbeddingCache | None) -> None:
     if cache is None:
         return

@@ -29,6 +29,7 @@ from rag_pipeline.executors.base import (
     rebatch_by_chunks,
     run_global_stage,
     split_stages,
+    stream_global_stage,
 )
 from rag_pipeline.progress import Progress
 
@@ -116,6 +117,10 @@ class LocalExecutor(Executor):
         return self._model_stage(stage, stream, stats)
 
     def _global_stage(self, stage, stream, context, stats) -> Iterator[list[Document]]:
+        if getattr(stage.operators[0], "streaming", False):
+            # Documents arrive in doc-id order (the pool returns batches in submission order).
+            yield from stream_global_stage(stage, stream, context, stats)
+            return
         # NOTE: a global stage is a barrier: it holds every document of the run (text included)
         # in memory until finish(). Spilling to disk would bound memory for very large corpora.
         docs = run_global_stage(stage, stream, context, stats)
