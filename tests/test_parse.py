@@ -749,3 +749,15 @@ def test_ocr_disabled_by_args(tmp_path):
     doc = parse_bytes(tmp_path, "scan.png", _text_image("PNG"), ocr=False)
     assert doc.quarantine.error_class == "no_text"
     assert doc.quarantine.fix == "set parse.ocr to true"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["BMI-1 is overexpressed in cancers.\n", "GIF89 results were reported.\n", "ID3 tags store the title.\n", "MZ is a prefix.\n"],
+    ids=["bmp-magic", "gif-magic", "mp3-magic", "exe-magic"],
+)
+def test_text_starting_with_magic_bytes_stays_text(text):
+    from operators.parse.detect import detect_format
+
+    detection = detect_format(text.encode("utf-8"), "abstract.txt")
+    assert detection.format == "text"

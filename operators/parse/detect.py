@@ -117,12 +117,28 @@ def _binary_format(data: bytes) -> Detection | None:
         return _ole_format(data)
     if data.lstrip()[:5] == b"{\\rtf":
         return Detection("rtf", mime="application/rtf")
+    if _has_no_binary_bytes(data[:8192]):
+        # filetype matches two-byte signatures such as "BM" (BMP), so a text file that starts
+        # with "BMI-1 ..." would pass for an image. Real image and audio headers contain NUL
+        # or other control bytes within their first kilobytes.
+        return None
     kind = filetype.guess(data[:8192])
     if kind is None:
         return None
     if kind.mime.startswith("image/"):
         return Detection("image", mime=kind.mime)
     return Detection("unsupported", mime=sniff_mime(data))
+
+
+_CONTROL_BYTES = bytes(range(0, 9)) + bytes(range(14, 27)) + bytes(range(28, 32))
+
+
+def _has_no_binary_bytes(sample: bytes) -> bool:
+    """Return True when `sample` has no NUL and almost no other control bytes, as text has."""
+    if not sample or b"\x00" in sample:
+        return False
+    controls = sum(sample.count(bytes([b])) for b in _CONTROL_BYTES)
+    return controls <= len(sample) // 200
 
 
 def _is_pdf(data: bytes) -> bool:
