@@ -42,9 +42,9 @@ REPO = Path(__file__).resolve().parents[1]
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "docs"
 EXAMPLE_OPERATORS = REPO / "examples" / "custom_operators"
 
-# Small files of different formats. password.pdf is encrypted and gets quarantined, simple.zip
-# expands into member documents, and the two umlauts files hold the same text in two encodings,
-# so dedupe_exact marks one a duplicate.
+# Small files of different formats, run through every built-in operator. password.pdf is
+# encrypted and gets quarantined, simple.zip expands into member documents, and the two umlauts
+# files contain the same text in two encodings, so dedupe_exact marks one a duplicate.
 PARITY_FILES = [
     "unstructured/pdf/password.pdf",
     "unstructured/pdf/fake-memo.pdf",
@@ -216,8 +216,10 @@ def _pipeline_config(workspace: Path, executor: dict[str, Any]) -> dict[str, Any
             {"parse": {}},
             {"clean": {}},
             {"dedupe_exact": {}},
+            {"dedupe_minhash": {}},
             {"chunk": {"max_tokens": 128, "overlap_tokens": 16}},
             {"embed": {"model": "all-MiniLM-L6-v2", "batch_size": 32}},
+            {"dedupe_semantic": {}},
         ],
     }
 
