@@ -94,7 +94,9 @@ class LocalExecutor(Executor):
         progress = Progress(total=total, enabled=self.show_progress)
         map_operators = [op for op in operators if op.kind == "map"]
         if map_operators:
-            self._start_pool(operators)
+            # A refresh of a few documents needs one worker, not a pool that imports everything twice.
+            batches = -(-total // self.batch_size) if total else self.workers
+            self._start_pool(operators, max(1, min(self.workers, batches)))
         try:
             stream: Iterator[list[Document]] = batched(docs, self.batch_size)
             for stage in stages:
@@ -136,21 +138,26 @@ class LocalExecutor(Executor):
 
     # ---- map stages in the pool ---------------------------------------------------------------
 
-    def _start_pool(self, operators: list[Operator]) -> None:
+    def _start_pool(self, operators: list[Operator], workers: int) -> None:
         context = multiprocessing.get_context("forkserver")
+        # The fork server imports the operator modules once; each worker then forks with them
+        # loaded. This takes effect only where the fork server has not started yet.
+        modules = sorted({type(op).__module__ for op in operators if op.kind == "map"})
+        context.set_forkserver_preload([__name__, *modules])
         # Workers get only the map operators: a model operator may hold a loaded model.
         worker_operators = [op if op.kind == "map" else None for op in operators]
         self._pool = ProcessPool(
-            max_workers=self.workers, max_tasks=200, initializer=_init_worker,
+            max_workers=workers, max_tasks=200, initializer=_init_worker,
             initargs=(worker_operators,), context=context,
         )
-        logger.info("started %d worker processes", self.workers)
+        self._pool_workers = workers
+        logger.info("started %d worker processes", workers)
 
     def _map_stage(self, stage: Stage, stream: Iterator[list[Document]], stats: list[Counter]) -> Iterator[list[Document]]:
         assert self._pool is not None
         limit = stage.document_timeout_s()
         in_flight: deque = deque()
-        max_in_flight = self.workers * 2
+        max_in_flight = self._pool_workers * 2
         for batch in stream:
             pending = [d for d in batch if d.is_pending]
             in_flight.append((batch, self._submit(stage, pending, limit)))
