@@ -269,6 +269,30 @@ def test_parity_with_local_executor(ray_cluster, tmp_path):
     assert summaries["ray"].operators == summaries["local"].operators
 
 
+def test_refresh_reuses_cached_vectors(ray_cluster, tmp_path):
+    """The embedding actors reach the driver's embedding cache through the broker."""
+    docs = tmp_path / "docs"
+    shutil.copytree(REPO / "examples" / "docs", docs)
+    raw = {
+        "name": "refresh",
+        "workspace": str(tmp_path / "ws"),
+        "sources": [{"type": "files", "name": "docs", "path": str(docs)}],
+        "executor": {"type": "ray"},
+        "pipeline": [{"parse": {}}, {"clean": {}}, {"chunk": {"max_tokens": 200}}, {"embed": {}}],
+    }
+    config = config_from_dict(raw, base_dir=tmp_path)
+    first = run_pipeline(config, RunOptions(show_progress=False))
+    assert first.chunks["embedded"] > 0
+
+    # Trailing blank lines change the files' bytes but not their cleaned text or chunks.
+    with open(docs / "retrieval-basics.md", "a", encoding="utf-8") as handle:
+        handle.write("\n\n")
+    second = run_pipeline(config, RunOptions(show_progress=False))
+    assert second.changes["changed"] == 1
+    assert second.chunks["embedded"] == 0
+    assert second.chunks["reused"] > 0
+
+
 def test_children_and_global_order_match_local(ray_cluster):
     operators = lambda: [ExplodeOperator(), UpperOperator(), KeepFirstOperator()]  # noqa: E731
     texts = {"c": "third", "a": "first", "b": "second", "d": "first"}
