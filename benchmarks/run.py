@@ -164,7 +164,8 @@ def run_scifact_section(settings: Settings, command: str, scenarios: list[str], 
     corpus_info = {
         "title": f"SciFact, {count} documents",
         "name": "SciFact abstracts, one .txt file per abstract (title, blank line, abstract)",
-        "source": "../shared/eval/scifact/corpus.jsonl (CC BY-NC 2.0, evaluation only)",
+        "source": "SciFact (Wadden et al., EMNLP 2020), BEIR layout, CC BY-NC 2.0, for evaluation only",
+        "path": os.path.relpath(SCIFACT / "corpus.jsonl", REPO),
     }
     return run_corpus_section(settings, command, corpus, corpus_info, scenarios, temp / "scifact-runs")
 
@@ -383,7 +384,7 @@ def setup_lines() -> list[str]:
         "SQLite, `InMemoryVectorStore`, `cleanup=\"incremental\"`, batches of 64 chunks. Incremental "
         "cleanup never removes the chunks of files that are gone, so the delete run uses "
         "`cleanup=\"full\"`. In langchain-core 1.8.3, incremental cleanup also deletes, after each "
-        "batch, the older records of every source in that batch; a document whose chunks straddle two "
+        "batch, the older records of every source in that batch. A document whose chunks straddle two "
         "batches therefore loses the chunks of the second batch and has them embedded again on every "
         "run, no-change reruns included.",
         "- The peers read each file with `Path.read_text`, use its name as the document id, and keep "
@@ -450,19 +451,21 @@ def unavailable_lines(tools: dict[str, Any]) -> list[str]:
 
 def full_build_table(tools: dict[str, Any]) -> list[str]:
     lines = [
-        "| tool | wall s | documents/s | chunks embedded | s inside encode | x floor | x ragpipe | peak RSS MiB (process tree) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| tool | wall s | documents/s | chunks embedded | tokens embedded | s inside encode | x floor "
+        "| x ragpipe | peak RSS MiB (process tree) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for tool, result in tools.items():
         label = TOOL_LABELS.get(tool, tool)
         if result.get("status") != "ok":
-            lines.append(f"| {label} | {result['status']} | | | | | | |")
+            lines.append(f"| {label} | {result['status']} | | | | | | | |")
             continue
         full = result["scenarios"]["full_build"]
         ratios = result["ratios"]["full_build"]
+        tokens = fmt_count(full["tokens_embedded"]) if "tokens_embedded" in full else "n/a"
         lines.append(
             f"| {label} | {fmt_spread(full['seconds'])} | {fmt_spread(full['documents_per_second'], 1)} "
-            f"| {fmt_count(full['chunks_embedded'])} | {fmt_spread(full['encode_seconds'])} "
+            f"| {fmt_count(full['chunks_embedded'])} | {tokens} | {fmt_spread(full['encode_seconds'])} "
             f"| {fmt(ratios['to_floor'])} | {fmt(ratios['to_ragpipe'])} "
             f"| {fmt_spread(result['peak_tree_rss_mib'], 0)} |"
         )
@@ -536,6 +539,7 @@ def read_scifact(section: dict[str, Any]) -> list[str]:
     for peer in ("llamaindex", "langchain"):
         if tools.get(peer, {}).get("status") == "ok":
             lines.append(read_peer_full_build(tools, peer))
+    lines += read_encode_rates(tools)
     if "no_change" in ours["scenarios"]:
         lines += [read_no_change(tools), *read_edit(tools), read_delete(tools)]
     lines.append(read_memory(tools))
@@ -560,11 +564,19 @@ def read_full_build(tools: dict[str, Any]) -> list[str]:
         f"- Full build: ragpipe took {seconds:.1f} s, {seconds / floor:.2f}x the floor's {floor:.1f} s for the "
         f"same {plural(full['chunks_embedded']['median'], 'chunk')}. {encode:.1f} s of it was inside the "
         f"model's encode ({encode / floor:.2f}x the floor) and {seconds - encode:.1f} s "
-        f"({(seconds - encode) / seconds:.0%}) outside it: listing, parsing, cleaning, dedupe and chunking in "
-        "worker processes, cache lookups, staging and the Lance commit, which the run does not time one by "
-        "one. dedupe_exact is a global stage, a barrier in the local executor, so every document is parsed "
+        f"({(seconds - encode) / seconds:.0%}) outside it. The time outside encode covers listing, parsing, "
+        "cleaning, dedupe and chunking in worker processes, cache lookups, staging and the Lance commit, "
+        "which the run does not time one by one. dedupe_exact is a global stage, a barrier in the local executor, so every document is parsed "
         "and cleaned before the first chunk reaches the model."
     ]
+
+
+def embedded_volume(full: dict[str, Any]) -> str:
+    """Describe the chunks (and tokens, when measured) one full build embedded."""
+    text = plural(full["chunks_embedded"]["median"], "chunk")
+    if "tokens_embedded" in full:
+        text += f" with {full['tokens_embedded']['median']:,.0f} tokens"
+    return text
 
 
 def read_peer_full_build(tools: dict[str, Any], peer: str) -> str:
@@ -581,10 +593,31 @@ def read_peer_full_build(tools: dict[str, Any], peer: str) -> str:
     larger = "outside encode" if abs(gap_outside) >= abs(gap_encode) else "inside encode"
     return (
         f"- Against {TOOL_LABELS[peer]}: ragpipe's full build was {faster} ({peer_seconds / seconds:.2f}x its "
-        f"throughput). {TOOL_LABELS[peer]} embedded {plural(peer_full['chunks_embedded']['median'], 'chunk')}, "
-        f"spent {peer_encode:.1f} s inside encode and {peer_seconds - peer_encode:.1f} s outside it, against "
-        f"ragpipe's {encode:.1f} s and {seconds - encode:.1f} s, so most of the difference is {larger}."
+        f"throughput). {TOOL_LABELS[peer]} embedded {embedded_volume(peer_full)} (ragpipe: "
+        f"{embedded_volume(ours)}), spent {peer_encode:.1f} s inside encode and "
+        f"{peer_seconds - peer_encode:.1f} s outside it, against ragpipe's {encode:.1f} s and "
+        f"{seconds - encode:.1f} s, so most of the difference is {larger}."
     )
+
+
+def read_encode_rates(tools: dict[str, Any]) -> list[str]:
+    """Compare the model's speed per token across tools, which shows how steady the machine was."""
+    rates = {}
+    for tool, result in ok_tools(tools, with_floor=True):
+        full = result["scenarios"]["full_build"]
+        tokens = full.get("tokens_embedded", {}).get("median")
+        if tokens:
+            rates[tool] = 1000 * full["encode_seconds"]["median"] / tokens
+    if len(rates) < 2:
+        return []
+    listed = ", ".join(f"{TOOL_LABELS.get(tool, tool)} {rate:.1f} ms" for tool, rate in rates.items())
+    spread_ratio = max(rates.values()) / min(rates.values())
+    return [
+        f"- Encode time per 1,000 tokens in the full build: {listed}. Every tool runs the same model "
+        f"with the same batch size, so a gap between these rates ({spread_ratio:.2f}x here) comes from the "
+        "machine's load changing between runs or from how the texts are batched, not from the "
+        "tool's own code."
+    ]
 
 
 def read_no_change(tools: dict[str, Any]) -> str:
