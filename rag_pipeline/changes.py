@@ -61,6 +61,7 @@ class ChangePlan:
     def removed_doc_ids(self, manifest: dict[str, ManifestEntry]) -> set[str]:
         """Ids whose stored chunks this run replaces or deletes, children included."""
         removed = {d.doc_id for d in self.to_process} | {e.doc_id for e in self.deleted}
+        removed |= {d.doc_id for d in self.terminal if d.doc_id in manifest}
         removed |= set(self.moved_from.values())
         removed |= _descendants(manifest, removed)
         removed |= {e.doc_id for e in self.rechunk} | {e.doc_id for e in self.reembed}
@@ -111,7 +112,15 @@ def plan_changes(
 
     for doc in listed:
         if not doc.is_pending:
-            plan.terminal.append(doc)
+            previous = manifest.get(doc.doc_id)
+            same_failure = (
+                previous is not None and previous.state == QUARANTINED
+                and doc.quarantine is not None and previous.error_message == doc.quarantine.message
+            )
+            if same_failure:
+                plan.unchanged.append(previous)
+            else:
+                plan.terminal.append(doc)
             continue
         change = _classify(doc, manifest.get(doc.doc_id), fingerprints, backfill)
         if change == RECHUNK and (doc.doc_id, doc.content_hash) not in cached_parse:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import logging
 import sys
 from datetime import datetime
@@ -37,7 +38,17 @@ def _load(path: str):
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from rag_pipeline.config import ConfigError
+
     config = _load(args.config)
+    for index, source in enumerate(config.sources):
+        exists = source.path.is_dir() if source.type == "files" else source.path.is_file()
+        if not exists and "://" not in str(source.path):
+            kind = "folder" if source.type == "files" else "file"
+            raise ConfigError(
+                f"sources[{index}].path: {kind} {source.path} does not exist "
+                "(relative paths resolve against the config file's folder)"
+            )
     steps = [next(iter(step)) for step in config.pipeline]
     print(f"{args.config}: valid; pipeline: {' -> '.join(steps)}; workspace: {config.workspace}", file=sys.stderr)
     return EXIT_OK
@@ -75,6 +86,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     )
     summary = run_pipeline(config, options)
     _report(summary, args.json)
+    if summary.changes.get("backfill", 0) == 0:
+        print("warning: the backfill selection matched no document; check --paths, --since or use --all",
+              file=sys.stderr)
     return EXIT_OK
 
 
@@ -93,6 +107,19 @@ def _report(summary, as_json: bool) -> None:
         f"  chunks: {chunks['total']} in the table, {chunks['embedded']} embedded, {chunks['reused']} reused",
         file=sys.stderr,
     )
+
+
+def _require_index(config, config_path: str) -> None:
+    from rag_pipeline.runner import workspace_for
+
+    if not (workspace_for(config).lance_dir / "chunks.lance").exists():
+        raise NothingIndexedError(
+            f"nothing is indexed in {config.workspace} yet; run `ragpipe run {config_path}` first"
+        )
+
+
+class NothingIndexedError(Exception):
+    """The workspace has no chunks table yet; exits with code 1."""
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -152,9 +179,14 @@ def cmd_documents(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    _require_index(_load(args.config), args.config)
     from rag_pipeline.search import search
 
     config = _load(args.config)
+    if not args.query.strip():
+        raise UsageError("the search query is empty; pass the text to search for")
+    if args.k < 1:
+        raise UsageError(f"-k must be at least 1, got {args.k}")
     result = search(config, args.query, k=args.k, version=args.version)
     if args.json:
         _print_json(result)
@@ -167,6 +199,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_versions(args: argparse.Namespace) -> int:
+    _require_index(_load(args.config), args.config)
     from dataclasses import asdict
 
     from rag_pipeline.index import ChunkIndex
@@ -190,6 +223,7 @@ def cmd_versions(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    _require_index(_load(args.config), args.config)
     from rag_pipeline.index import ChunkIndex
     from rag_pipeline.runner import workspace_for
 
@@ -200,6 +234,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
+    _require_index(_load(args.config), args.config)
     from rag_pipeline.index import ChunkIndex
     from rag_pipeline.runner import workspace_for
 
@@ -210,11 +245,14 @@ def cmd_tag(args: argparse.Namespace) -> int:
 
 
 def cmd_retention(args: argparse.Namespace) -> int:
+    _require_index(_load(args.config), args.config)
     from rag_pipeline.index import ChunkIndex
     from rag_pipeline.runner import workspace_for
 
     config = _load(args.config)
-    keep = args.keep or config.retention.keep_versions
+    keep = args.keep if args.keep is not None else config.retention.keep_versions
+    if keep < 1:
+        raise UsageError(f"--keep must be at least 1, got {keep}")
     result = ChunkIndex(workspace_for(config).lance_dir).apply_retention(keep)
     _print_json(result)
     return EXIT_OK
@@ -293,9 +331,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, UsageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except (RunError, SourceError, IndexError_) as err:
+    except (RunError, SourceError, IndexError_, NothingIndexedError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILURE
+    except BrokenPipeError:
+        # The reader of our output (e.g. `| head`) went away; that is not an error.
+        sys.stdout = open(os.devnull, "w")
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -185,6 +185,8 @@ def format_validation_error(err: ValidationError) -> str:
         if item["type"] == "union_tag_invalid" or item["type"] == "literal_error":
             message = f"{message}"
         shown = "" if item["type"] == "missing" else f" (got {value!r})"
+        if item["type"] == "extra_forbidden" and len(item["loc"]) == 1:
+            shown += "; allowed top-level keys: " + ", ".join(sorted(set(PipelineConfig.model_fields) - {"config_path"}))
         lines.append(f"  {key}: {message}{shown}")
     return "\n".join(lines)
 

@@ -218,10 +218,16 @@ class ChunkIndex:
                 raise IndexError_(f"no tag named {version!r}; tags: {sorted(tags)}")
             version = tags[version]["version"]
         known = {v["version"] for v in table.list_versions()}
+        servable = sorted({info["version"] for info in table.tags.list().values()})
         if version not in known:
             raise IndexError_(
                 f"version {version} does not exist (or was removed by retention); "
-                f"available versions: {sorted(known)}"
+                f"versions you can serve: {servable}"
+            )
+        if version not in servable:
+            raise IndexError_(
+                f"version {version} was not committed by a run (it is the empty new table or an "
+                f"index build); versions you can serve: {servable}"
             )
         self.set_served(table, version)
         logger.info("served version set to %d", version)
@@ -259,7 +265,8 @@ class ChunkIndex:
         if not _has_text_index(table):
             return []
         try:
-            return table.search(query_text, query_type="fts", fts_columns="text").limit(pool).select(columns).to_list()
+            query = table.search(query_text, query_type="fts", fts_columns="text").limit(pool)
+            return query.select(columns + ["_score"]).to_list()
         except (ValueError, RuntimeError, OSError) as err:
             # A query the full-text parser rejects still gets vector results.
             logger.warning("full-text search failed for query %r: %s", query_text[:80], err)
@@ -288,23 +295,29 @@ class ChunkIndex:
     # ---- retention ----------------------------------------------------------------------------
 
     def apply_retention(self, keep_versions: int) -> dict[str, int]:
-        """Compact the table and remove versions outside the newest `keep_versions`.
+        """Remove table versions except the newest `keep_versions` run versions and tagged ones.
 
-        Tagged versions are never removed: the served one and any a user tagged stay restorable.
-        Run tags (`run-<id>`) of versions outside the window are dropped first, because Lance
-        keeps every tagged version.
+        The served version and versions a user tagged always stay restorable, with their run tags.
+        Run tags (`run-<id>`) of other versions are dropped first, because Lance keeps every tagged
+        version; untagged versions (index builds) go too, except the latest.
         """
+        if keep_versions < 1:
+            raise IndexError_(f"keep_versions must be at least 1, got {keep_versions}")
         table = self.open()
         versions = sorted(v["version"] for v in table.list_versions())
-        keep = set(versions[-keep_versions:])
+        tags = table.tags.list()
+        run_versions = sorted({info["version"] for name, info in tags.items() if name.startswith(RUN_TAG_PREFIX)})
+        protected = {info["version"] for name, info in tags.items() if not name.startswith(RUN_TAG_PREFIX)}
+        survivors = set(run_versions[-keep_versions:]) | protected
         removed_tags = 0
-        for name, info in table.tags.list().items():
-            if name.startswith(RUN_TAG_PREFIX) and info["version"] not in keep:
+        for name, info in tags.items():
+            if name.startswith(RUN_TAG_PREFIX) and info["version"] not in survivors:
                 table.tags.delete(name)
                 removed_tags += 1
-        table.optimize(cleanup_older_than=timedelta(days=36500))  # compaction and index upkeep only
+        # NOTE: no compaction here: the served version is an older, tagged version whose files
+        # must stay, so compacting would add a version without shrinking what searches read.
         stats = table.to_lance().cleanup_old_versions(
-            older_than=timedelta(seconds=0), retain_versions=keep_versions, error_if_tagged_old_versions=False
+            older_than=timedelta(seconds=0), retain_versions=1, error_if_tagged_old_versions=False
         )
         remaining = [v["version"] for v in self.open().list_versions()]
         logger.info(
@@ -321,11 +334,19 @@ class ChunkIndex:
     def tag(self, version: int, name: str) -> None:
         """Tag a version so retention never removes it."""
         if name == SERVED_TAG or name.startswith(RUN_TAG_PREFIX):
-            raise IndexError_(f"tag name {name!r} is reserved; choose a name not starting with {RUN_TAG_PREFIX!r}")
+            raise IndexError_(
+                f"tag name {name!r} is reserved for the engine (`{SERVED_TAG}` and names starting with "
+                f"{RUN_TAG_PREFIX!r}); choose another name"
+            )
         table = self.open()
         known = {v["version"] for v in table.list_versions()}
         if version not in known:
             raise IndexError_(f"version {version} does not exist; available versions: {sorted(known)}")
+        existing = table.tags.list()
+        if name in existing:
+            raise IndexError_(
+                f"tag {name!r} already points at version {existing[name]['version']}; choose another name"
+            )
         table.tags.create(name, version)
 
 

@@ -46,6 +46,10 @@ class RunError(RuntimeError):
     """A run failed; nothing was committed."""
 
 
+class WorkspaceBusyError(RunError):
+    """Another run holds the workspace lock; this run did nothing and is not recorded."""
+
+
 class MassDeleteError(RunError):
     """A run would delete more of the index than the configured share allows."""
 
@@ -83,7 +87,7 @@ class Workspace:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise RunError(
+                raise WorkspaceBusyError(
                     f"another run is using the workspace {self.root}; wait for it to finish "
                     "(runs of one pipeline must not overlap)"
                 ) from None
@@ -153,6 +157,8 @@ def run_pipeline(config: PipelineConfig, options: RunOptions | None = None) -> R
     except Exception as err:
         wall = time.monotonic() - clock
         logger.error("run %s failed after %.1f s: %s", run_id, wall, err)
+        if isinstance(err, WorkspaceBusyError):
+            raise  # the run that holds the lock owns the staging folder and the analytics
         shutil.rmtree(workspace.staging_dir / run_id, ignore_errors=True)
         _record_failure(analytics, config, options, run_id, started, wall, err)
         if isinstance(err, RunError):
@@ -250,7 +256,7 @@ def _run(config: PipelineConfig, options: RunOptions, run_id: str, workspace: Wo
 
     fault_point("before_commit")
     version = index.served_version()
-    if removed or plan.terminal or staged is not None or version is None:
+    if removed or staged is not None or version is None:
         version = index.commit(table, staged, removed, run_id)
         index.set_served(table, version)
     parse_removed = removed - {e.doc_id for e in plan.reembed}

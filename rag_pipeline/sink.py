@@ -134,8 +134,22 @@ class ParsedStager:
         return pads.dataset(self.path, format="parquet", schema=PARSED_SCHEMA)
 
 
+# What a user can do when an operator gave no specific fix. A quarantined file is tried again
+# when its bytes change, so every fix ends with replacing the file.
+DEFAULT_FIXES = {
+    "empty": "the file has no text; fill or remove it (it is tried again when its bytes change)",
+    "corrupt": "the file is damaged; export or download it again (it is tried again when its bytes change)",
+    "unsupported": "convert the file to a supported format or exclude it with `sources[].exclude`",
+    "no_text": "install Tesseract for OCR (Debian: tesseract-ocr) or remove the file",
+    "encrypted": "remove the password from the file, or add it to `parse.pdf_passwords` for PDFs",
+    "too_large": "raise `parse.max_file_mb` or split the file",
+}
+
+
 def manifest_entry_for(doc: Document, run_id: str, fingerprints: Fingerprints) -> ManifestEntry:
     quarantine = doc.quarantine
+    if quarantine is not None and not quarantine.fix:
+        quarantine.fix = DEFAULT_FIXES.get(quarantine.error_class)
     return ManifestEntry(
         doc_id=doc.doc_id,
         uri=doc.uri,

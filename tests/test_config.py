@@ -120,6 +120,7 @@ def test_unknown_custom_operator_module(tmp_path):
 
 
 def test_cli_validate_exit_codes(tmp_path, capsys):
+    (tmp_path / "docs").mkdir()
     good = _write(tmp_path, _base())
     assert main(["validate", str(good)]) == 0
     bad_data = _base()
@@ -133,3 +134,19 @@ def test_cli_validate_exit_codes(tmp_path, capsys):
 
 def test_cli_usage_error_exit_code():
     assert main(["no-such-command"]) == 2
+
+
+def test_top_level_typo_lists_allowed_keys(tmp_path):
+    data = _base()
+    data["pipline"] = data.pop("pipeline")
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, data))
+    assert "pipline" in str(info.value)
+    assert "allowed top-level keys" in str(info.value)
+
+
+def test_validate_rejects_missing_source_folder(tmp_path, capsys):
+    data = _base()
+    data["sources"][0]["path"] = "no-such-folder"
+    assert main(["validate", str(_write(tmp_path, data))]) == 2
+    assert "sources[0].path" in capsys.readouterr().err

@@ -107,3 +107,44 @@ def test_embedding_cache_is_bounded(setup):
     removed = cache.collect_garbage(embed_fp, live)
     assert removed > 0
     assert cache.count(embed_fp) == len(live)
+
+
+def test_rollback_rejects_untagged_version(setup):
+    config, _, workspace = setup
+    run(config)
+    index = ChunkIndex(workspace / "lance")
+    with pytest.raises(IndexError_) as info:
+        index.rollback(1)  # the empty table created before the first commit
+    assert "not committed by a run" in str(info.value)
+
+
+def test_retention_keeps_run_ids_of_kept_versions(setup):
+    config, docs, workspace = setup
+    first = run(config)
+    index = ChunkIndex(workspace / "lance")
+    index.tag(first.version, "golden")
+    for i in range(3):
+        (docs / f"more{i}.txt").write_text(f"More text number {i} about rivers and bridges {i * 3}.\n")
+        run(config)
+    index.apply_retention(keep_versions=1)
+    versions = {v.version: v for v in index.versions()}
+    assert versions[first.version].run_id == first.run_id
+    assert len([v for v in versions.values() if v.run_id]) == 2
+    with pytest.raises(IndexError_):
+        index.apply_retention(keep_versions=0)
+
+
+def test_same_source_failure_commits_nothing(tmp_path):
+    docs = tmp_path / "docs"
+    _corpus(docs)
+    records = tmp_path / "records.jsonl"
+    records.write_text('{"id": "a", "text": "A valid record about tides."}\n{bad json\n')
+    raw = pipeline_dict(tmp_path / "ws", docs)
+    raw["sources"].append({"type": "jsonl", "name": "rec", "path": str(records)})
+    config = make_config(raw, tmp_path)
+    first = run(config)
+    assert first.documents["quarantined"] == 1
+    second = run(config)
+    assert second.version == first.version
+    assert second.documents["quarantined"] == 1
+    assert second.documents["seen"] == first.documents["seen"]
