@@ -146,25 +146,40 @@ class ChangeSet:
 
 
 class EncodeClock:
-    """Wall seconds spent inside one SentenceTransformer's `encode`, summed over calls."""
+    """Wall seconds spent inside one SentenceTransformer's `encode`, and the texts it encoded."""
 
     def __init__(self, model: Any) -> None:
+        self.model = model
         self.seconds = 0.0
+        self.texts: list[str] = []
         original = model.encode
 
-        def timed_encode(*args: Any, **kwargs: Any) -> Any:
+        def timed_encode(sentences: Any, *args: Any, **kwargs: Any) -> Any:
+            self.texts.extend([sentences] if isinstance(sentences, str) else sentences)
             started = time.perf_counter()
             try:
-                return original(*args, **kwargs)
+                return original(sentences, *args, **kwargs)
             finally:
                 self.seconds += time.perf_counter() - started
 
         # An instance attribute shadows the class method, so every caller goes through the clock.
         model.encode = timed_encode
 
-    def take(self) -> float:
-        seconds, self.seconds = self.seconds, 0.0
-        return seconds
+    def take(self) -> tuple[float, int]:
+        """Return the seconds and the model tokens encoded since the last call, and reset both.
+
+        Tokens are counted here, outside the timed calls, without special tokens.
+        """
+        seconds, texts = self.seconds, self.texts
+        self.seconds, self.texts = 0.0, []
+        return seconds, count_tokens(self.model.tokenizer, texts)
+
+
+def count_tokens(tokenizer: Any, texts: list[str]) -> int:
+    if not texts:
+        return 0
+    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return sum(len(ids) for ids in encoded)
 
 
 class TreeMemorySampler:
@@ -414,6 +429,7 @@ def summarize_runs(runs: list[dict[str, Any]], documents: float | None = None) -
             "documents_per_second": spread([docs / r["seconds"] for r in per_run]),
             "chunks_embedded": spread([r["embedded"] for r in per_run]),
             "chunks_stored": spread([r["stored"] for r in per_run]),
+            "tokens_embedded": spread([r["tokens"] for r in per_run]),
         }
         stale = [r["stale"] for r in per_run if r.get("stale") is not None]
         if stale:
@@ -526,6 +542,7 @@ class ScenarioResult:
     embedded: int
     stored: int
     stale: int | None = None  # chunks of deleted files still stored (delete_1pct only)
+    tokens: int = 0  # model tokens in the texts encoded, special tokens excluded
 
 
 @dataclass
@@ -550,8 +567,9 @@ def run_tool(tool: str, docs: Path, work: Path, scenarios: list[str], changes: C
         started = time.perf_counter()
         outcome = instance.run(scenario)
         seconds = time.perf_counter() - started
+        encode_seconds, tokens = instance.clock.take()
         result.scenarios[scenario] = ScenarioResult(
-            seconds, instance.clock.take(), outcome.documents, outcome.embedded, outcome.stored,
+            seconds, encode_seconds, outcome.documents, outcome.embedded, outcome.stored, tokens=tokens,
         )
         if scenario == "delete_1pct":
             result.scenarios[scenario].stale = instance.stored_chunks_of(changes.deleted)
@@ -571,7 +589,8 @@ def run_floor(chunks: Path) -> ChildResult:
     started = time.perf_counter()
     model.encode(texts, batch_size=BATCH_SIZE, normalize_embeddings=True, show_progress_bar=False)
     seconds = time.perf_counter() - started
-    result.scenarios["full_build"] = ScenarioResult(seconds, seconds, 0, len(texts), len(texts))
+    tokens = count_tokens(model.tokenizer, texts)
+    result.scenarios["full_build"] = ScenarioResult(seconds, seconds, 0, len(texts), len(texts), tokens=tokens)
     return result
 
 

@@ -104,6 +104,9 @@ def test_report_on_tiny_corpus(tmp_path, bench):
     floor = saved["tools"]["floor"]
     assert floor["status"] == "ok", floor.get("reason")
     assert floor["scenarios"]["full_build"]["chunks_embedded"]["median"] == 20
+    # The floor encodes exactly ragpipe's chunk texts, so both count the same tokens.
+    assert full["tokens_embedded"]["median"] > 20
+    assert floor["scenarios"]["full_build"]["tokens_embedded"]["median"] == full["tokens_embedded"]["median"]
     assert floor["ratios"]["full_build"]["to_floor"] == pytest.approx(1.0)
 
     for peer in run.PEERS:
