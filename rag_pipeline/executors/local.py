@@ -37,8 +37,9 @@ logger = logging.getLogger(__name__)
 
 # Extra seconds a batch task gets on top of its documents' limits, for worker start-up and imports.
 _TASK_GRACE_S = 60.0
-# Chunks per call to a model operator; the operator batches further inside.
-_MODEL_GROUP_CHUNKS = 256
+# Chunks per call to a model operator. The model sorts each call's texts by length before
+# batching, so larger calls pad less; the operator batches further inside.
+_MODEL_GROUP_CHUNKS = 1024
 
 # ---- worker side ------------------------------------------------------------------------------
 
