@@ -31,6 +31,7 @@ from rag_pipeline.executors.base import (
     split_stages,
     stream_global_stage,
 )
+from rag_pipeline.executors.runtime_envs import check_runtime_envs_local
 from rag_pipeline.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class LocalExecutor(Executor):
         sink: Sink,
         total: int | None = None,
     ) -> ExecutionResult:
+        check_runtime_envs_local(operators)  # warns about declared environments it cannot provide
         stats = [Counter() for _ in operators]
         stages = split_stages(operators)
         attach_cache(operators, self.embedding_cache)
