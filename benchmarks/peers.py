@@ -1,4 +1,5 @@
-"""The tools that `benchmarks.run` compares, and the child process that runs one of them.
+"""The tools that `benchmarks.run` compares: how each runs in a child process, and how the
+parent runs them side by side and summarizes their repetitions.
 
 Each tool runs its scenario set (full build, no-change rerun, rerun after editing 1% of the files,
 rerun after deleting 1%) in a fresh process, so the peak RSS that `resource.getrusage` reports is
@@ -109,7 +110,7 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-# ---- the changes every tool sees ------------------------------------------------------------
+# ---- the file changes applied for every tool--------------------------------------------------------
 
 
 @dataclass
@@ -186,7 +187,7 @@ class TreeMemorySampler:
     """Peak of the summed RSS of this process and all its descendants, sampled in a thread.
 
     ragpipe's worker processes descend from a forkserver process, not from this one directly,
-    so `RUSAGE_CHILDREN` never sees them; sampling does. Pages shared between processes count
+    so `RUSAGE_CHILDREN` never includes them, but sampling does. Pages shared between processes count
     once per process, and a peak shorter than the interval can be missed.
     """
 
@@ -385,13 +386,14 @@ TOOL_CLASSES: dict[str, Callable[[Path, Path, int], Any]] = {
 # ---- the parent side: running tools side by side ------------------------------------------
 
 
-def spread(values: list[float]) -> dict[str, float]:
-    """Median, min and max of `values`, with how many runs they come from."""
+def spread(values: list[float]) -> dict[str, Any]:
+    """Median, min and max of `values`, with the values themselves in repetition order."""
     return {
         "median": statistics.median(values),
         "min": min(values),
         "max": max(values),
         "runs": len(values),
+        "values": list(values),
     }
 
 
@@ -514,21 +516,37 @@ def median_seconds(tool_result: dict[str, Any], scenario: str) -> float | None:
     return tool_result["scenarios"][scenario]["seconds"]["median"]
 
 
+def paired_ratio(result: dict[str, Any], scenario: str, reference: dict[str, Any],
+                 reference_scenario: str) -> dict[str, Any] | None:
+    """Spread of per-repetition ratios of `result`'s seconds to `reference`'s.
+
+    Repetition i of every tool runs in the same round, minutes apart, so pairing by repetition
+    cancels much of a machine load that drifts between rounds. A tool with fewer repetitions
+    pairs with the reference's first ones.
+    """
+    if reference.get("status") != "ok" or reference_scenario not in reference["scenarios"]:
+        return None
+    values = result["scenarios"][scenario]["seconds"]["values"]
+    reference_values = reference["scenarios"][reference_scenario]["seconds"]["values"]
+    ratios = [value / ref for value, ref in zip(values, reference_values) if ref > 0]
+    return spread(ratios) if ratios else None
+
+
 def add_ratios(results: dict[str, dict[str, Any]]) -> None:
-    """Add each tool's median seconds divided by the floor's and by ragpipe's, per scenario."""
-    floor = median_seconds(results.get("floor", {}), "full_build")
+    """Add each tool's seconds relative to the floor's full build and to ragpipe's, per scenario."""
+    floor = results.get("floor", {})
+    ours = results.get("ragpipe", {})
     for tool, result in results.items():
         if result.get("status") != "ok":
             continue
-        ratios: dict[str, Any] = {}
-        for scenario in result["scenarios"]:
-            seconds = median_seconds(result, scenario)
-            ours = median_seconds(results.get("ragpipe", {}), scenario)
-            ratios[scenario] = {
-                "to_floor": seconds / floor if floor else None,
-                "to_ragpipe": seconds / ours if ours else None,
+        result["ratios"] = {
+            scenario: {
+                "to_floor": paired_ratio(result, scenario, floor, "full_build"),
+                "to_ragpipe": paired_ratio(result, scenario, ours, scenario),
+                "to_own_full_build": paired_ratio(result, scenario, result, "full_build"),
             }
-        result["ratios"] = ratios
+            for scenario in result["scenarios"]
+        }
 
 
 # ---- the child process ---------------------------------------------------------------------

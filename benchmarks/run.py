@@ -18,7 +18,7 @@ The generated report replaces only the text between the BEGIN and END GENERATED 
 docs/benchmarks.md. The JSON keeps one entry per section (scifact, scale, dedupe, serve). A run
 replaces the sections it measured and keeps the others, each with the command that made it.
 
-    python -m benchmarks.run --quick            # about 10 minutes on an idle 2-core machine
+    python -m benchmarks.run --quick            # estimated 10 minutes on an idle 2-core machine
     python -m benchmarks.run --suite incremental
 """
 
@@ -57,7 +57,7 @@ logger = logging.getLogger("benchmarks.run")
 
 BEGIN_MARKER = "<!-- BEGIN GENERATED: benchmarks.run -->"
 END_MARKER = "<!-- END GENERATED: benchmarks.run -->"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: spreads keep their values and ratios are paired by repetition
 SUITES = ("ingest", "incremental", "dedupe", "serve", "all")
 PEERS = ("llamaindex", "langchain")
 
@@ -88,10 +88,10 @@ class Settings:
         suites = ["ingest", "incremental", "dedupe", "serve"] if args.suite == "all" else [args.suite]
         return cls(
             suites=suites,
-            scifact_docs=args.docs or (500 if quick else 5183),
+            scifact_docs=args.docs or (300 if quick else 5183),
             repetitions=args.repetitions or 3,
             peer_repetitions=args.peer_repetitions or (1 if quick else 3),
-            scale_sizes=args.scale_sizes or ([200, 1000] if quick else [1000, 5000, 20000]),
+            scale_sizes=args.scale_sizes or ([100, 500] if quick else [1000, 5000, 20000]),
             scale_repetitions=1,
             dedupe_originals=1000 if quick else 3000,
             workers=args.workers,
@@ -225,14 +225,21 @@ def serve_section(command: str) -> dict[str, Any]:
 # ---- targets -------------------------------------------------------------------------------
 
 
+def ratio_median(result: dict[str, Any], scenario: str, kind: str) -> float | None:
+    """Median of a paired ratio (`to_floor`, `to_ragpipe` or `to_own_full_build`), or None."""
+    if result.get("status") != "ok" or scenario not in result.get("ratios", {}):
+        return None
+    ratio = result["ratios"][scenario][kind]
+    return ratio["median"] if ratio else None
+
+
 def evaluate_targets(sections: dict[str, Any]) -> list[dict[str, Any]]:
     """Check each target against the measured sections; a target without data is `not measured`."""
     targets = []
     tools = sections.get("scifact", {}).get("tools", {})
-    ours = median_seconds(tools.get("ragpipe", {}), "full_build")
-    floor = median_seconds(tools.get("floor", {}), "full_build")
-    llama = median_seconds(tools.get("llamaindex", {}), "full_build")
-    no_change = median_seconds(tools.get("ragpipe", {}), "no_change")
+    floor_ratio = ratio_median(tools.get("ragpipe", {}), "full_build", "to_floor")
+    llama_ratio = ratio_median(tools.get("llamaindex", {}), "full_build", "to_ragpipe")
+    no_change_share = ratio_median(tools.get("ragpipe", {}), "no_change", "to_own_full_build")
 
     def target(name: str, measured: float | None, limit: float, at_most: bool, unit: str, note: str = "") -> None:
         if measured is None:
@@ -242,12 +249,11 @@ def evaluate_targets(sections: dict[str, Any]) -> list[dict[str, Any]]:
         targets.append({"target": name, "measured": measured, "limit": limit, "at_most": at_most,
                         "unit": unit, "result": result, "note": note})
 
-    target("ragpipe full build time / embedding floor time", ours / floor if ours and floor else None,
-           FLOOR_RATIO_LIMIT, True, "x")
-    note = "" if llama is not None else tools.get("llamaindex", {}).get("reason", "LlamaIndex was not run")
-    target("ragpipe full-build throughput / LlamaIndex throughput", llama / ours if ours and llama else None,
+    target("ragpipe full build time / embedding floor time", floor_ratio, FLOOR_RATIO_LIMIT, True, "x")
+    note = "" if llama_ratio is not None else tools.get("llamaindex", {}).get("reason", "LlamaIndex was not run")
+    target("ragpipe full-build throughput / LlamaIndex throughput", llama_ratio,
            LLAMAINDEX_THROUGHPUT_MIN, False, "x", note)
-    target("ragpipe no-change rerun time / ragpipe full build time", no_change / ours if ours and no_change is not None else None,
+    target("ragpipe no-change rerun time / ragpipe full build time", no_change_share,
            NO_CHANGE_SHARE_LIMIT, True, "%")
 
     sizes = sections.get("scale", {}).get("sizes", {})
@@ -354,6 +360,19 @@ def fmt_spread(values: dict[str, float], digits: int = 2) -> str:
     return text
 
 
+def fmt_ratio(values: dict[str, Any] | None) -> str:
+    return "n/a" if values is None else fmt_spread(values)
+
+
+def fmt_share(values: dict[str, Any] | None) -> str:
+    if values is None:
+        return "n/a"
+    text = f"{values['median']:.1%}"
+    if values["runs"] > 1 and values["min"] != values["max"]:
+        text += f" ({values['min']:.1%}-{values['max']:.1%})"
+    return text
+
+
 def fmt_count(values: dict[str, float]) -> str:
     text = f"{values['median']:.0f}"
     if values["min"] != values["max"]:
@@ -368,8 +387,11 @@ def setup_lines() -> list[str]:
         f"{CHUNK_MAX_TOKENS} tokens of that model's tokenizer, with {CHUNK_OVERLAP_TOKENS} tokens of overlap. "
         "Each tool runs its scenarios in order in a fresh process, on its own copy of the corpus; the "
         "edit and delete scenarios change the same files for every tool. A figure is the median over "
-        "repetitions, followed by (min-max) when the repetitions differ. Peak memory is the summed RSS "
-        "of the tool's process and its descendants, sampled every 0.2 s.",
+        "repetitions, followed by (min-max) when the repetitions differ. A ratio (x floor, x ragpipe, "
+        "share of own full build) is the median of per-repetition ratios: repetition i of every tool "
+        "runs in the same round, minutes apart, so pairing by repetition cancels much of a machine load "
+        "that drifts between rounds. Peak memory is the summed RSS of the tool's process and its "
+        "descendants, sampled every 0.2 s.",
         "",
         "- **ragpipe**: `run_pipeline` with parse, clean, dedupe_exact, chunk and embed "
         "(`benchmarks.common.quickstart_pipeline`), local executor; it reopens its Lance workspace "
@@ -466,7 +488,7 @@ def full_build_table(tools: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {label} | {fmt_spread(full['seconds'])} | {fmt_spread(full['documents_per_second'], 1)} "
             f"| {fmt_count(full['chunks_embedded'])} | {tokens} | {fmt_spread(full['encode_seconds'])} "
-            f"| {fmt(ratios['to_floor'])} | {fmt(ratios['to_ragpipe'])} "
+            f"| {fmt_ratio(ratios['to_floor'])} | {fmt_ratio(ratios['to_ragpipe'])} "
             f"| {fmt_spread(result['peak_tree_rss_mib'], 0)} |"
         )
     return lines
@@ -480,19 +502,18 @@ def refresh_table(tools: dict[str, Any]) -> list[str]:
     for tool, result in tools.items():
         if tool == "floor" or result.get("status") != "ok":
             continue
-        full = median_seconds(result, "full_build")
         for scenario in ("no_change", "edit_1pct", "delete_1pct"):
             if scenario not in result["scenarios"]:
                 continue
             values = result["scenarios"][scenario]
+            ratios = result["ratios"][scenario]
             stored = fmt_count(values["chunks_stored"])
             if "stale_chunks" in values and values["stale_chunks"]["max"] > 0:
                 stored += f", {fmt_count(values['stale_chunks'])} of deleted files"
-            share = values["seconds"]["median"] / full if full else None
             lines.append(
                 f"| {TOOL_LABELS.get(tool, tool)} | {SCENARIO_LABELS[scenario]} | {fmt_spread(values['seconds'], 3)} "
-                f"| {'n/a' if share is None else f'{share:.1%}'} | {fmt_count(values['chunks_embedded'])} "
-                f"| {stored} | {fmt(result['ratios'][scenario]['to_ragpipe'])} |"
+                f"| {fmt_share(ratios['to_own_full_build'])} | {fmt_count(values['chunks_embedded'])} "
+                f"| {stored} | {fmt_ratio(ratios['to_ragpipe'])} |"
             )
     return lines
 
@@ -558,12 +579,13 @@ def read_full_build(tools: dict[str, Any]) -> list[str]:
     seconds = full["seconds"]["median"]
     encode = full["encode_seconds"]["median"]
     floor = median_seconds(tools.get("floor", {}), "full_build")
-    if not floor:
+    ratio = ratio_median(tools["ragpipe"], "full_build", "to_floor")
+    if not floor or ratio is None:
         return []
     return [
-        f"- Full build: ragpipe took {seconds:.1f} s, {seconds / floor:.2f}x the floor's {floor:.1f} s for the "
-        f"same {plural(full['chunks_embedded']['median'], 'chunk')}. {encode:.1f} s of it was inside the "
-        f"model's encode ({encode / floor:.2f}x the floor) and {seconds - encode:.1f} s "
+        f"- Full build: ragpipe took {seconds:.1f} s against the floor's {floor:.1f} s for the same "
+        f"{plural(full['chunks_embedded']['median'], 'chunk')}, {ratio:.2f}x the floor by the paired ratio. "
+        f"{encode:.1f} s of ragpipe's time was inside the model's encode and {seconds - encode:.1f} s "
         f"({(seconds - encode) / seconds:.0%}) outside it. The time outside encode covers listing, parsing, "
         "cleaning, dedupe and chunking in worker processes, cache lookups, staging and the Lance commit, "
         "which the run does not time one by one. dedupe_exact is a global stage, a barrier in the local executor, so every document is parsed "
@@ -587,13 +609,14 @@ def read_peer_full_build(tools: dict[str, Any], peer: str) -> str:
     peer_seconds = peer_full["seconds"]["median"]
     peer_encode = peer_full["encode_seconds"]["median"]
 
-    faster = "faster" if seconds < peer_seconds else "slower"
+    throughput_ratio = ratio_median(tools[peer], "full_build", "to_ragpipe")
+    faster = "faster" if throughput_ratio > 1 else "slower"
     gap_outside = (seconds - encode) - (peer_seconds - peer_encode)
     gap_encode = encode - peer_encode
     larger = "outside encode" if abs(gap_outside) >= abs(gap_encode) else "inside encode"
     return (
-        f"- Against {TOOL_LABELS[peer]}: ragpipe's full build was {faster} ({peer_seconds / seconds:.2f}x its "
-        f"throughput). {TOOL_LABELS[peer]} embedded {embedded_volume(peer_full)} (ragpipe: "
+        f"- Against {TOOL_LABELS[peer]}: ragpipe's full build was {faster} ({throughput_ratio:.2f}x its "
+        f"throughput by the paired ratio). {TOOL_LABELS[peer]} embedded {embedded_volume(peer_full)} (ragpipe: "
         f"{embedded_volume(ours)}), spent {peer_encode:.1f} s inside encode and "
         f"{peer_seconds - peer_encode:.1f} s outside it, against ragpipe's {encode:.1f} s and "
         f"{seconds - encode:.1f} s, so most of the difference is {larger}."
@@ -624,7 +647,7 @@ def read_no_change(tools: dict[str, Any]) -> str:
     parts = []
     for tool, result in ok_tools(tools):
         value = median_seconds(result, "no_change")
-        share = value / median_seconds(result, "full_build")
+        share = ratio_median(result, "no_change", "to_own_full_build")
         embedded = result["scenarios"]["no_change"]["chunks_embedded"]["median"]
         text = f"{TOOL_LABELS.get(tool, tool)} {value:.2f} s ({share:.1%} of its full build"
         text += f", re-embedding {plural(embedded, 'chunk')})" if embedded else ")"
@@ -636,10 +659,10 @@ def read_edit(tools: dict[str, Any]) -> list[str]:
     ours = tools["ragpipe"]
     edit = ours["scenarios"]["edit_1pct"]
     seconds = edit["seconds"]["median"]
-    full = median_seconds(ours, "full_build")
+    share = ratio_median(ours, "edit_1pct", "to_own_full_build")
     lines = [
         f"- Edit rerun: ragpipe embedded {plural(edit['chunks_embedded']['median'], 'chunk')} in {seconds:.2f} s "
-        f"({seconds / full:.1%} of its full build). {edit['encode_seconds']['median']:.2f} s of it was inside "
+        f"({share:.1%} of its full build). {edit['encode_seconds']['median']:.2f} s of it was inside "
         f"encode and {outside_encode(ours, 'edit_1pct'):.2f} s outside, which includes starting the worker "
         "processes and loading the tokenizer in each."
     ]
@@ -700,7 +723,7 @@ def render_scale(section: dict[str, Any], reference_versions: dict[str, str] | N
         rerun = ours["scenarios"].get("no_change")
         lines.append(
             f"| {size} | {fmt_count(full['chunks_embedded'])} | {fmt_spread(full['seconds'])} "
-            f"| {1000 * seconds / int(size):.1f} | {fmt(floor)} | {fmt(seconds / floor if floor else None)} "
+            f"| {1000 * seconds / int(size):.1f} | {fmt(floor)} | {fmt_ratio(ours['ratios']['full_build']['to_floor'])} "
             f"| {fmt_spread(rerun['seconds'], 3) if rerun else 'n/a'} | {fmt_spread(ours['peak_tree_rss_mib'], 0)} |"
         )
     lines += ["", "Reading:", ""]
@@ -770,8 +793,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", choices=SUITES, default="all", help="suite to run (default: all)")
     parser.add_argument("--quick", action="store_true",
-                        help="500 SciFact documents, 1 repetition of the peers, scale sizes 200 and 1000")
-    parser.add_argument("--docs", type=int, help="SciFact documents to use (default 5183, quick 500)")
+                        help="300 SciFact documents, 1 repetition of the peers, scale sizes 100 and 500")
+    parser.add_argument("--docs", type=int, help="SciFact documents to use (default 5183, quick 300)")
     parser.add_argument("--repetitions", type=int, help="repetitions of ragpipe and the floor (default 3)")
     parser.add_argument("--peer-repetitions", type=int, help="repetitions of each peer (default 3, quick 1)")
     parser.add_argument("--scale-sizes", type=lambda text: [int(part) for part in text.split(",")],
