@@ -110,7 +110,7 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-# ---- the file changes applied for every tool--------------------------------------------------------
+# ---- the file changes applied for every tool -------------------------------------------------
 
 
 @dataclass

@@ -633,7 +633,7 @@ def read_encode_rates(tools: dict[str, Any]) -> list[str]:
             rates[tool] = 1000 * full["encode_seconds"]["median"] / tokens
     if len(rates) < 2:
         return []
-    listed = ", ".join(f"{TOOL_LABELS.get(tool, tool)} {rate:.1f} ms" for tool, rate in rates.items())
+    listed = ", ".join(f"{TOOL_LABELS.get(tool, tool)} {rate:.2f} ms" for tool, rate in rates.items())
     spread_ratio = max(rates.values()) / min(rates.values())
     return [
         f"- Encode time per 1,000 tokens in the full build: {listed}. Every tool runs the same model "
