@@ -32,7 +32,7 @@ def run_scenarios(docs_dir: Path, workspace: Path, seed: int = 13) -> dict:
     from rag_pipeline.config import config_from_dict
     from rag_pipeline.runner import RunOptions, run_pipeline
 
-    load_sentence_transformer("all-MiniLM-L6-v2")  # load once, outside every timing
+    load_sentence_transformer("all-MiniLM-L6-v2", "cpu")  # same cache key as embed: load once, outside every timing
     config = config_from_dict(quickstart_pipeline(workspace, docs_dir), base_dir=workspace.parent)
     options = RunOptions(show_progress=False)
     results = {}

@@ -25,7 +25,7 @@ def measure(docs_dir: Path, workspace: Path, workers: int) -> dict:
 
     config = config_from_dict(quickstart_pipeline(workspace, docs_dir, workers), base_dir=workspace.parent)
     with timer() as load:
-        model = load_sentence_transformer("all-MiniLM-L6-v2")
+        model = load_sentence_transformer("all-MiniLM-L6-v2", "cpu")  # same cache key as the embed step
     with timer() as full:
         summary = run_pipeline(config, RunOptions(show_progress=False))
     texts = ChunkIndex(workspace / "lance").open().to_arrow().column("text").to_pylist()
