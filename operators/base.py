@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 # Where an executor runs an operator:
 # - "map": stateless per document; runs in worker processes or Ray tasks, fused with its neighbours.
 # - "global": needs every document of the run in a deterministic order (deduplication); runs once.
-# - "model": holds a large model; runs in the driver (local) or on a Ray actor pool.
+# - "model": loads a large model; runs in the driver (local) or on a Ray actor pool.
 OperatorKind = Literal["map", "global", "model"]
 
 

@@ -1,4 +1,4 @@
-"""What the engine tells operators about the run and the workspace.
+"""The run and workspace state the engine passes to operators.
 
 Operators stay independent of executors and storage: global operators receive a `RunContext` in
 `begin()`, and the `embed` operator may be given an `EmbeddingCache`. Both are plain interfaces so

@@ -58,7 +58,7 @@ class Chunk:
 
 @dataclass
 class QuarantineInfo:
-    """Why a document could not be processed, and what the user can do about it."""
+    """The reason a document could not be processed, and the fix a user can apply."""
 
     operator: str
     error_class: str  # encrypted, corrupt, unsupported, no_text, too_large, timeout, empty, crash, ...

@@ -98,7 +98,7 @@ def plan_changes(
 ) -> ChangePlan:
     """Classify every listed document against the manifest.
 
-    `cached_parse` holds (doc_id, content_hash) pairs whose parse output is cached under the
+    `cached_parse` contains the (doc_id, content_hash) pairs whose parse output is cached under the
     current `parse_fp`; only those can be re-chunked without parsing again.
     """
     cached_parse = cached_parse or set()

@@ -1,4 +1,4 @@
-"""Where finished documents go: chunk rows staged to Parquet, and one manifest entry per document."""
+"""Sinks for finished documents: chunk rows staged to Parquet, and one manifest entry per document."""
 
 from __future__ import annotations
 
@@ -134,7 +134,7 @@ class ParsedStager:
         return pads.dataset(self.path, format="parquet", schema=PARSED_SCHEMA)
 
 
-# What a user can do when an operator gave no specific fix. A quarantined file is tried again
+# Fixes by error class, used when an operator gave no specific fix. A quarantined file is tried again
 # when its bytes change, so every fix ends with replacing the file.
 DEFAULT_FIXES = {
     "empty": "the file has no text; fill or remove it (it is tried again when its bytes change)",

@@ -30,7 +30,7 @@ class SourceError(RuntimeError):
 
 @dataclass(frozen=True)
 class KnownFile:
-    """What the manifest remembers of a file, so unchanged files need not be hashed again."""
+    """The size, modification time and hash the manifest stored for a file, so unchanged files are not hashed again."""
 
     size_bytes: int
     mtime_ns: int

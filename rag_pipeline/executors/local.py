@@ -52,7 +52,7 @@ def _init_worker(operators: list[Operator]) -> None:
     _WORKER_OPERATORS = operators
     logging.getLogger().setLevel(logging.WARNING)
     # pypdf warns about every repaired object and missing optional font tool; the document's
-    # state already says whether it parsed, so these would only bury the progress bar.
+    # state already records whether it parsed, so these would only bury the progress bar.
     logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 
@@ -126,7 +126,7 @@ class LocalExecutor(Executor):
             # Documents arrive in doc-id order (the pool returns batches in submission order).
             yield from stream_global_stage(stage, stream, context, stats)
             return
-        # NOTE: a global stage is a barrier: it holds every document of the run (text included)
+        # NOTE: a global stage is a barrier: it keeps every document of the run (text included)
         # in memory until finish(). Spilling to disk would bound memory for very large corpora.
         docs = run_global_stage(stage, stream, context, stats)
         yield from batched(docs, self.batch_size)
