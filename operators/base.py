@@ -12,7 +12,7 @@ import json
 import logging
 from abc import ABC, abstractmethod
 from collections import Counter
-from typing import Any, ClassVar, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -157,6 +157,22 @@ class GlobalOperator(Operator):
 
     def finish(self) -> None:
         """Complete any decisions that needed all documents."""
+
+    def prepare_function(self) -> Callable[[Document], Any] | None:
+        """Return the per-document part of the work as a picklable pure function, or None.
+
+        An executor that has documents spread over workers may run this function on each pending
+        document where the document is, and then call `process_prepared(docs, results)` in place
+        of `process_batch(docs)`. Both paths must give the same decisions.
+        """
+        return None
+
+    def process_prepared(self, docs: list[Document], results: list[Any]) -> list[Document]:
+        """Process a batch whose `prepare_function()` results were computed elsewhere.
+
+        `results[i]` belongs to `docs[i]` and is None for a document that was not pending.
+        """
+        raise NotImplementedError(f"operator {self.name!r} has no prepare_function")
 
 
 # ---- registry ---------------------------------------------------------------------------------

@@ -6,9 +6,9 @@ similarity of their shingle sets, estimated from MinHash signatures, is at least
 The work is split in two stages so that executors can parallelise the first:
 
 1. `compute_signature(text, params)` (in `operators.minhash.signature`) is a pure function. The
-   local executor calls it from `process_batch`. A Ray executor may call it in tasks with
-   `operator.params` and pass the results to `operator.add_signatures(docs, signatures)` in
-   doc-id order. Both paths give identical signatures and therefore identical clusters.
+   local executor calls it from `process_batch` in the driver. The Ray executor gets it from
+   `prepare_function()`, runs it in Ray tasks where the documents are, and passes the results
+   to `process_prepared`. Both paths give identical signatures and therefore identical clusters.
 2. `finish()` clusters all signatures of the run together with the stored signatures of
    documents indexed before. LSH banding, with bands and rows chosen for `threshold`, proposes
    candidate pairs. The estimated Jaccard similarity verifies them, and union-find joins verified
@@ -26,6 +26,7 @@ dict insert per document and band.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -52,6 +53,16 @@ from operators.records import SECTION_SEPARATOR, Document
 logger = logging.getLogger(__name__)
 
 STORE_FOLDER_NAME = "minhash"
+
+
+@dataclass(frozen=True)
+class SignatureFunction:
+    """The MinHash signature of a document's text, as a picklable callable for executors."""
+
+    params: MinHashParams
+
+    def __call__(self, doc: Document) -> np.ndarray:
+        return compute_signature(doc.text, self.params)
 
 
 def text_length(doc: Document) -> int:
@@ -143,6 +154,15 @@ class DedupeMinHash(GlobalOperator):
         """Compute the signatures of the pending documents. Decisions wait for `finish()`."""
         pending = [doc for doc in docs if doc.is_pending]
         self.add_signatures(pending, [compute_signature(doc.text, self.params) for doc in pending])
+        return docs
+
+    def prepare_function(self) -> SignatureFunction:
+        """Return the signature computation, which a Ray executor runs in parallel tasks."""
+        return SignatureFunction(self.params)
+
+    def process_prepared(self, docs: list[Document], results: list[Any]) -> list[Document]:
+        """Record the documents with the signatures that `prepare_function()` computed."""
+        self.add_signatures(docs, results)
         return docs
 
     def add_signatures(self, docs: list[Document], signatures: list[np.ndarray]) -> None:

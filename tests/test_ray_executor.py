@@ -109,6 +109,33 @@ class KeepFirstOperator(GlobalOperator):
         return doc
 
 
+def _length_and_pid(doc: Document) -> tuple[int, int]:
+    if "unreadable" in doc.text.lower():
+        raise ValueError(f"cannot measure {doc.doc_id}")
+    return len(doc.text), os.getpid()
+
+
+@register
+class PreparedLengthOperator(GlobalOperator):
+    """Record each text length, and the process that measured it, through `prepare_function`."""
+
+    name: ClassVar[str] = "test_ray_prepared_length"
+
+    def prepare_function(self):
+        return _length_and_pid
+
+    def process_prepared(self, docs: list[Document], results: list[Any]) -> list[Document]:
+        for doc, result in zip(docs, results):
+            if doc.is_pending:
+                self.stats["in"] += 1
+                doc.metadata["length"], doc.metadata["measured_by"] = result
+                self.count_outcome(doc)
+        return docs
+
+    def process_batch(self, docs: list[Document]) -> list[Document]:
+        return self.process_prepared(docs, [_length_and_pid(doc) if doc.is_pending else None for doc in docs])
+
+
 class CrashArgs(OperatorArgs):
     marker_dir: str
     crash_doc: str
@@ -312,6 +339,48 @@ def test_output_reaches_sink_in_input_order(ray_cluster):
     texts = {f"{i:03d}": f"text {i}" for i in range(11)}
     docs, _ = _execute(_ray_executor(), [UpperOperator()], _docs(texts))
     assert [d.doc_id for d in docs] == [f"t:{i:03d}" for i in range(11)]
+
+
+def test_prepare_function_runs_on_workers(ray_cluster):
+    texts = {f"{i:02d}": "word " * (i + 1) for i in range(7)}
+    texts["03"] = "an unreadable text"
+    docs, stats = _execute(_ray_executor(), [UpperOperator(), PreparedLengthOperator()], _docs(texts))
+
+    by_id = {doc.doc_id: doc for doc in docs}
+    assert [doc.doc_id for doc in docs] == [f"t:{name}" for name in texts]
+    assert by_id["t:05"].metadata["length"] == len("WORD " * 6)
+    measured_by = {doc.metadata["measured_by"] for doc in docs if "measured_by" in doc.metadata}
+    assert len(measured_by) >= 1
+    assert os.getpid() not in measured_by, "the driver ran the prepare function itself"
+
+    failed = by_id["t:03"]
+    assert failed.state == "quarantined"
+    assert failed.quarantine.operator == "test_ray_prepared_length"
+    assert failed.quarantine.error_class == "operator_error"
+    assert "cannot measure t:03" in failed.quarantine.message
+    assert stats[1] == {"in": 7, "out": 6, "quarantined_operator_error": 1}
+
+
+def test_minhash_on_workers_matches_local(ray_cluster, monkeypatch):
+    from operators import dedupe_minhash
+    from operators.minhash.synthetic import generate_corpus
+
+    corpus = generate_corpus(40, seed=5)
+    texts = {doc.doc_id: doc.text for doc in corpus}
+    local_docs, local_stats = _execute(_local_executor(), [dedupe_minhash.DedupeMinHash()], _docs(texts))
+    duplicates = [doc for doc in local_docs if doc.state == "duplicate"]
+    assert duplicates, "the synthetic corpus should contain planted near-duplicates"
+
+    def fail_in_driver(text, params):
+        raise AssertionError("the driver computed a MinHash signature; Ray tasks should")
+
+    monkeypatch.setattr(dedupe_minhash, "compute_signature", fail_in_driver)
+    ray_docs, ray_stats = _execute(_ray_executor(), [dedupe_minhash.DedupeMinHash()], _docs(texts))
+
+    assert [doc.doc_id for doc in ray_docs] == [doc.doc_id for doc in local_docs]
+    assert [(doc.state, doc.duplicate_of) for doc in ray_docs] == [(doc.state, doc.duplicate_of) for doc in local_docs]
+    assert [doc.similarity for doc in ray_docs] == [doc.similarity for doc in local_docs]
+    assert ray_stats == local_stats
 
 
 # ---- failures -----------------------------------------------------------------------------------

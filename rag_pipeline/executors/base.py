@@ -12,7 +12,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from operators.base import GlobalOperator, Operator
 from operators.context import EmbeddingCache, RunContext
@@ -114,6 +114,65 @@ def run_global_stage(
     seen: list[Document] = []
     for batch in batches:
         seen.extend(op.process_batch(batch))
+    op.finish()
+    stats[stage.indexes[0]].update(op.take_stats())
+    logger.info("global stage %s done over %d documents", op.name, len(seen))
+    return seen
+
+
+@dataclass(frozen=True)
+class PrepareFailure:
+    """The error of a `prepare_function()` call on one document, as a worker reports it."""
+
+    error: str
+
+
+def prepare_documents(function: Callable[[Document], Any], docs: list[Document]) -> list[Any]:
+    """Run a global operator's `prepare_function()` on each pending document of a batch.
+
+    Returns one result per document: None for a document that is not pending, and a
+    `PrepareFailure` where the function raised, so one bad document does not fail the batch.
+    """
+    results: list[Any] = []
+    for doc in docs:
+        if not doc.is_pending:
+            results.append(None)
+            continue
+        try:
+            results.append(function(doc))
+        except Exception as err:  # noqa: BLE001 - one bad document must not stop the run
+            logger.exception("preparing %s for a global operator failed", doc.uri)
+            results.append(PrepareFailure(f"{type(err).__name__}: {err}"))
+    return results
+
+
+def run_prepared_global_stage(
+    stage: Stage,
+    batches: Iterable[tuple[list[Document], list[Any]]],
+    context: RunContext,
+    stats: list[Counter],
+) -> list[Document]:
+    """Run a global operator over documents whose `prepare_function()` results are known.
+
+    `batches` yields documents in order with one result each. A document whose result is a
+    `PrepareFailure` is quarantined with error class `operator_error`, as `process_batch` does.
+    """
+    op = stage.operators[0]
+    assert isinstance(op, GlobalOperator), f"{op.name} is not a GlobalOperator"
+    op.ensure_setup()
+    op.begin(context)
+    seen: list[Document] = []
+    for docs, results in batches:
+        for doc, result in zip(docs, results, strict=True):
+            if isinstance(result, PrepareFailure):
+                op.stats["in"] += 1
+                doc.mark_quarantined(
+                    op.name, "operator_error", result.error,
+                    fix="this is likely a bug in the operator; report it with the file attached",
+                )
+                op.count_outcome(doc)
+        results = [None if isinstance(result, PrepareFailure) else result for result in results]
+        seen.extend(op.process_prepared(docs, results))
     op.finish()
     stats[stage.indexes[0]].update(op.take_stats())
     logger.info("global stage %s done over %d documents", op.name, len(seen))

@@ -5,7 +5,9 @@ documents (see `ray_stages` for how a worker crash or a time-out is isolated to 
 model operator (`embed`) runs on a fixed pool of actors, each of which loads the model once. A
 global operator (deduplication) is a barrier: every document is collected in the driver, sorted
 into the run's order and passed through the operator there, exactly as the local executor does,
-before the following stages continue on Ray.
+before the following stages continue on Ray. When the operator has a `prepare_function()` (the
+MinHash signature of `dedupe_minhash`), Ray tasks run that function on the blocks first, and the
+driver only clusters their results.
 
 Order is deterministic: Ray Data keeps block order (`preserve_order`) and every document carries a
 key that sorts as the local executor's order, so global operators and the sink see the documents
@@ -32,7 +34,16 @@ from operators.base import Operator
 from operators.context import EmbeddingCache, RunContext
 from operators.records import Document
 from rag_pipeline.config import RayExecutorConfig
-from rag_pipeline.executors.base import ExecutionResult, Executor, Sink, Stage, batched, run_global_stage, split_stages
+from rag_pipeline.executors.base import (
+    ExecutionResult,
+    Executor,
+    Sink,
+    Stage,
+    batched,
+    run_global_stage,
+    run_prepared_global_stage,
+    split_stages,
+)
 from rag_pipeline.executors.ray_cache import CacheServer
 from rag_pipeline.executors.ray_checks import check_cluster, check_runtime_env_syntax
 from rag_pipeline.executors.ray_runtime import RaySession, connect
@@ -42,10 +53,12 @@ from rag_pipeline.executors.ray_stages import (
     StageStats,
     assign_keys,
     decode_docs,
+    decode_prepared,
     decode_stats,
     encode_rows,
     input_key,
     map_stage_batch,
+    prepare_stage_batch,
 )
 from rag_pipeline.executors.runtime_envs import (
     check_runtime_envs_local,
@@ -178,10 +191,15 @@ class RayExecutor(Executor):
             if stage.kind != "global":
                 distributed.append((stage, spec))
                 continue
-            if distributed:
-                items = self._collect(self._dataset(items, distributed, broker), stats)
-                distributed = []
-            items = self._global_stage(stage, items, context, stats)
+            prepare = stage.stage.operators[0].prepare_function()
+            if prepare is not None:
+                dataset = self._dataset(items, distributed, broker)
+                items = self._prepared_global_stage(stage, dataset, prepare, context, stats)
+            else:
+                if distributed:
+                    items = self._collect(self._dataset(items, distributed, broker), stats)
+                items = self._global_stage(stage, items, context, stats)
+            distributed = []
         if distributed:
             outputs = self._stream(self._dataset(items, distributed, broker), stats)
         else:
@@ -237,6 +255,33 @@ class RayExecutor(Executor):
             check_runtime_envs_local(stage.stage.operators, "the driver (where the Ray executor runs global operators)")
         batches = batched((doc for _, doc in items), self.settings.batch_size)
         outputs = run_global_stage(stage.stage, batches, context, stats)
+        return assign_keys(items, outputs)
+
+    def _prepared_global_stage(
+        self, stage: RayStage, dataset: ray.data.Dataset, prepare, context: RunContext, stats: list[Counter]
+    ) -> Keyed:
+        """Run the operator's `prepare_function()` in Ray tasks, then the operator in the driver."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RayDeprecationWarning)
+            dataset = dataset.map_batches(
+                prepare_stage_batch, batch_size=self.settings.batch_size, batch_format="pyarrow",
+                fn_kwargs={"function": prepare}, num_cpus=1, max_retries=_MAP_TASK_MAX_RETRIES,
+                **({"runtime_env": stage.runtime_env} if stage.runtime_env else {}),
+            )
+        rows: list[tuple[str, Document, object]] = []
+        for block in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            _add_stats(stats, decode_stats(block))
+            rows.extend((key, doc, result) for (key, doc), result in zip(decode_docs(block), decode_prepared(block)))
+        rows.sort(key=lambda row: row[0])
+        items = [(key, doc) for key, doc, _ in rows]
+        if stage.runtime_env:
+            check_runtime_envs_local(stage.stage.operators, "the driver (where the Ray executor runs global operators)")
+        size = self.settings.batch_size
+        batches = (
+            ([doc for _, doc, _ in rows[start : start + size]], [result for *_, result in rows[start : start + size]])
+            for start in range(0, len(rows), size)
+        )
+        outputs = run_prepared_global_stage(stage.stage, batches, context, stats)
         return assign_keys(items, outputs)
 
     # ---- preparing the stages ---------------------------------------------------------------------

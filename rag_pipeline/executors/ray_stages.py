@@ -18,7 +18,7 @@ import logging
 import pickle
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import pyarrow as pa
 import ray
@@ -33,6 +33,7 @@ from ray.exceptions import (
 
 from operators.base import Operator
 from operators.records import Document
+from rag_pipeline.executors.base import prepare_documents
 from rag_pipeline.executors.ray_cache import BrokeredCache
 
 logger = logging.getLogger(__name__)
@@ -262,6 +263,27 @@ def _quarantine(spec: StageSpec, key: str, blob: bytes, failure: _TaskFailed, st
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else "no details"
+
+
+# ---- the parallel part of global stages -----------------------------------------------------------
+
+PREPARED_COLUMN = "prepared"
+
+
+def prepare_stage_batch(batch: pa.Table, function: Callable[[Document], Any]) -> pa.Table:
+    """Add the `prepared` column: a global operator's `prepare_function()` result per row, pickled.
+
+    Runs as a Ray Data task where the batch is, so the driver receives small results instead of
+    running the function over every document itself.
+    """
+    docs = [doc for _, doc in decode_docs(batch)]
+    results = prepare_documents(function, docs)
+    column = pa.array([pickle.dumps(result, protocol=5) for result in results], type=pa.large_binary())
+    return batch.append_column(PREPARED_COLUMN, column)
+
+
+def decode_prepared(table: pa.Table) -> list[Any]:
+    return [pickle.loads(blob) for blob in table.column(PREPARED_COLUMN).to_pylist()]
 
 
 # ---- model stages -------------------------------------------------------------------------------
