@@ -12,6 +12,9 @@ tracemalloc, measured in a second pass because tracing slows Python code down. T
 sweep also prints the recall of the planted pairs whose exact Jaccard similarity reaches the
 threshold, because edits push some planted pairs below high thresholds.
 
+With `--ray` it also times clean, dedupe_exact and dedupe_minhash on a local Ray, with the
+signatures computed in the Ray tasks of `clean` and, for comparison, in the driver.
+
 Run from the repository root:
 
     .venv/bin/python benchmarks/dedupe.py --originals 3000
@@ -23,6 +26,7 @@ import argparse
 import os
 import platform
 import re
+import statistics
 import sys
 import time
 import tracemalloc
@@ -87,6 +91,65 @@ def run_ours(corpus: list[SyntheticDocument], threshold: float, num_perm: int) -
         operator.process_batch(docs[start : start + BATCH_SIZE])
     operator.finish()
     return {doc.doc_id: doc.duplicate_of for doc in docs if doc.duplicate_of is not None}
+
+
+class DriverSignatures(DedupeMinHash):
+    """`dedupe_minhash` without a prepare function, so the Ray executor computes signatures in the driver."""
+
+    def prepare_function(self):
+        return None
+
+
+def run_on_ray(corpus: list[SyntheticDocument], threshold: float, num_perm: int, in_tasks: bool) -> dict[str, str]:
+    """Run clean, dedupe_exact and dedupe_minhash on the Ray executor and return duplicate_of.
+
+    The executor joins the Ray this process started. With `in_tasks`, the Ray tasks of `clean`
+    also compute the signatures; otherwise the driver computes them.
+    """
+    from operators.clean import CleanOperator
+    from operators.context import RunContext
+    from operators.dedupe_exact import DedupeExactOperator
+    from rag_pipeline.config import RayExecutorConfig
+    from rag_pipeline.executors.ray_executor import RayExecutor
+
+    operator_class = DedupeMinHash if in_tasks else DriverSignatures
+    operators = [
+        CleanOperator(),
+        DedupeExactOperator(),
+        operator_class(threshold=threshold, num_perm=num_perm, keep="earliest"),
+    ]
+    executor = RayExecutor(RayExecutorConfig(batch_size=BATCH_SIZE), show_progress=False)
+    docs: list[Document] = []
+    executor.execute(to_documents(corpus), operators, RunContext(run_id="bench"), docs.extend)
+    return {doc.doc_id: doc.duplicate_of for doc in docs if doc.duplicate_of is not None}
+
+
+def compare_on_ray(corpus: list[SyntheticDocument], threshold: float, num_perm: int, repetitions: int = 3) -> None:
+    """Print wall times of the Ray executor with signatures in Ray tasks and in the driver."""
+    from rag_pipeline.executors.ray_runtime import start_local_ray
+
+    labels = {True: "Ray tasks (fused with clean)", False: "the driver"}
+    seconds: dict[bool, list[float]] = {True: [], False: []}
+    results: dict[bool, dict[str, str]] = {}
+    session = start_local_ray()
+    try:
+        run_on_ray(corpus[:BATCH_SIZE], threshold, num_perm, True)  # start the workers
+        for _ in range(repetitions):
+            for in_tasks in (True, False):
+                started = time.perf_counter()
+                results[in_tasks] = run_on_ray(corpus, threshold, num_perm, in_tasks)
+                seconds[in_tasks].append(time.perf_counter() - started)
+    finally:
+        session.shutdown()
+    print(f"clean + dedupe_exact + dedupe_minhash on the Ray executor, {repetitions} repetitions:")
+    print(f"{'signatures computed in':32} {'median s':>8} {'min s':>7} {'max s':>7} {'docs/s':>7}")
+    for in_tasks, label in labels.items():
+        median = statistics.median(seconds[in_tasks])
+        print(
+            f"{label:32} {median:8.2f} {min(seconds[in_tasks]):7.2f} {max(seconds[in_tasks]):7.2f} "
+            f"{len(corpus) / median:7.0f}"
+        )
+    print(f"same duplicates on both paths: {results[True] == results[False]}")
 
 
 def shingle_strings(text: str, params: MinHashParams) -> list[str]:
@@ -206,6 +269,11 @@ def main() -> None:
     parser.add_argument(
         "--skip-memory", action="store_true", help="skip the tracemalloc pass (halves run time)"
     )
+    parser.add_argument(
+        "--ray",
+        action="store_true",
+        help="also time a local Ray executor with signatures computed in Ray tasks and in the driver",
+    )
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -283,6 +351,10 @@ def main() -> None:
             f"{threshold:9.2f} {f'{bands} x {rows}':>12} {precision:9.4f} {recall:7.4f} "
             f"{len(above):>17} of {len(planted):<6} {pair_recall:15.4f}"
         )
+
+    if args.ray:
+        print()
+        compare_on_ray(corpus, args.threshold, args.num_perm)
 
 
 if __name__ == "__main__":

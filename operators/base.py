@@ -151,6 +151,9 @@ class GlobalOperator(Operator):
     # True when the operator decides each document as it arrives and `finish()` changes no
     # earlier decision; executors may then pass batches on at once instead of waiting for all.
     streaming: ClassVar[bool] = False
+    # True when the operator never changes a document's text or sections (it may set the state and
+    # metadata). Executors may then run a later global operator's `prepare_function()` before it.
+    keeps_text: ClassVar[bool] = False
 
     def begin(self, context: Any) -> None:
         """Receive the run context (prior workspace state) before the first batch."""
@@ -163,7 +166,9 @@ class GlobalOperator(Operator):
 
         An executor that has documents spread over workers may run this function on each pending
         document where the document is, and then call `process_prepared(docs, results)` in place
-        of `process_batch(docs)`. Both paths must give the same decisions.
+        of `process_batch(docs)`. Both paths must give the same decisions. The function may read
+        only the document's text and sections, because an executor may run it before earlier
+        global operators that set `keeps_text`.
         """
         return None
 

@@ -49,6 +49,7 @@ class DedupeExactOperator(GlobalOperator):
     name: ClassVar[str] = "dedupe_exact"
     Args: ClassVar[type[OperatorArgs]] = DedupeExactArgs
     streaming: ClassVar[bool] = True  # the first document with a hash wins; nothing is revised later
+    keeps_text: ClassVar[bool] = True
 
     def __init__(self, args: OperatorArgs | None = None, **kwargs: Any) -> None:
         super().__init__(args, **kwargs)

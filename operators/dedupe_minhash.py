@@ -82,6 +82,7 @@ class DedupeMinHash(GlobalOperator):
 
     name: ClassVar[str] = "dedupe_minhash"
     version: ClassVar[str] = "1"
+    keeps_text: ClassVar[bool] = True
 
     class Args(OperatorArgs):
         threshold: float = Field(

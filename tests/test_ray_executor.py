@@ -341,14 +341,17 @@ def test_output_reaches_sink_in_input_order(ray_cluster):
     assert [d.doc_id for d in docs] == [f"t:{i:03d}" for i in range(11)]
 
 
-def test_prepare_function_runs_on_workers(ray_cluster):
+@pytest.mark.parametrize("after_map_stage", [True, False], ids=["fused", "own_tasks"])
+def test_prepare_function_runs_on_workers(ray_cluster, after_map_stage):
     texts = {f"{i:02d}": "word " * (i + 1) for i in range(7)}
     texts["03"] = "an unreadable text"
-    docs, stats = _execute(_ray_executor(), [UpperOperator(), PreparedLengthOperator()], _docs(texts))
+    operators = [UpperOperator(), PreparedLengthOperator()] if after_map_stage else [PreparedLengthOperator()]
+    docs, stats = _execute(_ray_executor(), operators, _docs(texts))
 
     by_id = {doc.doc_id: doc for doc in docs}
     assert [doc.doc_id for doc in docs] == [f"t:{name}" for name in texts]
-    assert by_id["t:05"].metadata["length"] == len("WORD " * 6)
+    expected_text = "WORD " * 6 if after_map_stage else "word " * 6
+    assert by_id["t:05"].metadata["length"] == len(expected_text)
     measured_by = {doc.metadata["measured_by"] for doc in docs if "measured_by" in doc.metadata}
     assert len(measured_by) >= 1
     assert os.getpid() not in measured_by, "the driver ran the prepare function itself"
@@ -358,24 +361,50 @@ def test_prepare_function_runs_on_workers(ray_cluster):
     assert failed.quarantine.operator == "test_ray_prepared_length"
     assert failed.quarantine.error_class == "operator_error"
     assert "cannot measure t:03" in failed.quarantine.message
-    assert stats[1] == {"in": 7, "out": 6, "quarantined_operator_error": 1}
+    assert stats[-1] == {"in": 7, "out": 6, "quarantined_operator_error": 1}
 
 
-def test_minhash_on_workers_matches_local(ray_cluster, monkeypatch):
+def test_prepare_function_fuses_past_text_keeping_stages():
+    from operators.dedupe_exact import DedupeExactOperator
+    from operators.dedupe_minhash import DedupeMinHash
+
+    operators = [UpperOperator(), DedupeExactOperator(), DedupeMinHash(), KeepFirstOperator(), PreparedLengthOperator()]
+    stages = plan_ray_stages(operators)
+    specs = [ray_executor.StageSpec("t", s.stage.names, tuple(s.stage.indexes), (), None, None, 0.0, 0.0) for s in stages]
+    fused_specs, fused = ray_executor._fuse_prepare_functions(stages, specs)
+
+    assert [stage.stage.names for stage in stages] == [
+        "test_ray_upper", "dedupe_exact", "dedupe_minhash", "test_ray_keep_first", "test_ray_prepared_length",
+    ]
+    # dedupe_exact keeps the text, so the map stage computes the MinHash signatures. The keep-first
+    # operator may change text, so the last operator's function runs in tasks of its own.
+    assert fused == {2}
+    assert fused_specs[0].prepare == operators[2].prepare_function()
+    assert all(spec.prepare is None for spec in fused_specs[1:])
+
+
+@pytest.mark.parametrize("after_map_stage", [True, False], ids=["fused", "own_tasks"])
+def test_minhash_on_workers_matches_local(ray_cluster, monkeypatch, after_map_stage):
     from operators import dedupe_minhash
+    from operators.dedupe_exact import DedupeExactOperator
     from operators.minhash.synthetic import generate_corpus
+
+    def operators() -> list[Operator]:
+        dedupe = dedupe_minhash.DedupeMinHash()
+        return [UpperOperator(), DedupeExactOperator(), dedupe] if after_map_stage else [dedupe]
 
     corpus = generate_corpus(40, seed=5)
     texts = {doc.doc_id: doc.text for doc in corpus}
-    local_docs, local_stats = _execute(_local_executor(), [dedupe_minhash.DedupeMinHash()], _docs(texts))
-    duplicates = [doc for doc in local_docs if doc.state == "duplicate"]
-    assert duplicates, "the synthetic corpus should contain planted near-duplicates"
+    texts["doc-copy"] = corpus[0].text  # an exact copy, which dedupe_exact marks first
+    local_docs, local_stats = _execute(_local_executor(), operators(), _docs(texts))
+    near_duplicates = [doc for doc in local_docs if doc.state == "duplicate" and doc.similarity is not None]
+    assert near_duplicates, "the synthetic corpus should contain planted near-duplicates"
 
     def fail_in_driver(text, params):
         raise AssertionError("the driver computed a MinHash signature; Ray tasks should")
 
     monkeypatch.setattr(dedupe_minhash, "compute_signature", fail_in_driver)
-    ray_docs, ray_stats = _execute(_ray_executor(), [dedupe_minhash.DedupeMinHash()], _docs(texts))
+    ray_docs, ray_stats = _execute(_ray_executor(), operators(), _docs(texts))
 
     assert [doc.doc_id for doc in ray_docs] == [doc.doc_id for doc in local_docs]
     assert [(doc.state, doc.duplicate_of) for doc in ray_docs] == [(doc.state, doc.duplicate_of) for doc in local_docs]

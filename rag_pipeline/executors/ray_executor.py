@@ -6,8 +6,8 @@ model operator (`embed`) runs on a fixed pool of actors, each of which loads the
 global operator (deduplication) is a barrier: every document is collected in the driver, sorted
 into the run's order and passed through the operator there, exactly as the local executor does,
 before the following stages continue on Ray. When the operator has a `prepare_function()` (the
-MinHash signature of `dedupe_minhash`), Ray tasks run that function on the blocks first, and the
-driver only clusters their results.
+MinHash signature of `dedupe_minhash`), the map stage before it runs that function in its Ray
+tasks, past global operators that keep the text, so the driver only clusters the results.
 
 Order is deterministic: Ray Data keeps block order (`preserve_order`) and every document carries a
 key that sorts as the local executor's order, so global operators and the sink see the documents
@@ -17,6 +17,7 @@ in the same order on both executors. The sink and the Lance commit stay in the d
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import sys
 import uuid
@@ -48,6 +49,7 @@ from rag_pipeline.executors.ray_cache import CacheServer
 from rag_pipeline.executors.ray_checks import check_cluster, check_runtime_env_syntax
 from rag_pipeline.executors.ray_runtime import RaySession, connect
 from rag_pipeline.executors.ray_stages import (
+    PREPARED_COLUMN,
     ModelStage,
     StageSpec,
     StageStats,
@@ -186,20 +188,25 @@ class RayExecutor(Executor):
     # ---- running the stages ---------------------------------------------------------------------
 
     def _run(self, items, stages, specs, broker, context, sink, stats, progress) -> None:
+        specs, fused = _fuse_prepare_functions(stages, specs)
         distributed: list[tuple[RayStage, StageSpec]] = []
-        for stage, spec in zip(stages, specs):
+        prepared: dict[str, object] = {}
+        for position, (stage, spec) in enumerate(zip(stages, specs)):
             if stage.kind != "global":
                 distributed.append((stage, spec))
                 continue
+            if distributed:
+                items, prepared = self._collect(self._dataset(items, distributed, broker), stats)
+                distributed = []
             prepare = stage.stage.operators[0].prepare_function()
-            if prepare is not None:
-                dataset = self._dataset(items, distributed, broker)
-                items = self._prepared_global_stage(stage, dataset, prepare, context, stats)
-            else:
-                if distributed:
-                    items = self._collect(self._dataset(items, distributed, broker), stats)
+            if prepare is None:
                 items = self._global_stage(stage, items, context, stats)
-            distributed = []
+                continue
+            if position in fused:
+                results = [prepared.get(key) for key, _ in items]
+            else:
+                results = self._prepare_on_workers(stage, items, prepare)
+            items = self._prepared_global_stage(stage, items, results, context, stats)
         if distributed:
             outputs = self._stream(self._dataset(items, distributed, broker), stats)
         else:
@@ -242,13 +249,19 @@ class RayExecutor(Executor):
             if docs:
                 yield docs
 
-    def _collect(self, dataset: ray.data.Dataset, stats: list[Counter]) -> Keyed:
+    def _collect(self, dataset: ray.data.Dataset, stats: list[Counter]) -> tuple[Keyed, dict[str, object]]:
+        """Gather the dataset in the driver, sorted by key, with the `prepared` results by key."""
         items: Keyed = []
+        prepared: dict[str, object] = {}
         for block in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
             _add_stats(stats, decode_stats(block))
-            items.extend(decode_docs(block))
+            rows = decode_docs(block)
+            items.extend(rows)
+            results = decode_prepared(block)
+            if results is not None:
+                prepared.update((key, result) for (key, _), result in zip(rows, results) if result is not None)
         items.sort(key=lambda item: item[0])
-        return items
+        return items, prepared
 
     def _global_stage(self, stage: RayStage, items: Keyed, context: RunContext, stats: list[Counter]) -> Keyed:
         if stage.runtime_env:
@@ -257,30 +270,33 @@ class RayExecutor(Executor):
         outputs = run_global_stage(stage.stage, batches, context, stats)
         return assign_keys(items, outputs)
 
-    def _prepared_global_stage(
-        self, stage: RayStage, dataset: ray.data.Dataset, prepare, context: RunContext, stats: list[Counter]
-    ) -> Keyed:
-        """Run the operator's `prepare_function()` in Ray tasks, then the operator in the driver."""
+    def _prepare_on_workers(self, stage: RayStage, items: Keyed, prepare) -> list[object]:
+        """Run a `prepare_function()` in Ray tasks over documents that are in the driver.
+
+        Used when no map stage runs right before the global operator to compute it there.
+        """
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RayDeprecationWarning)
-            dataset = dataset.map_batches(
+            dataset = self._dataset(items, [], None).map_batches(
                 prepare_stage_batch, batch_size=self.settings.batch_size, batch_format="pyarrow",
                 fn_kwargs={"function": prepare}, num_cpus=1, max_retries=_MAP_TASK_MAX_RETRIES,
                 **({"runtime_env": stage.runtime_env} if stage.runtime_env else {}),
             )
-        rows: list[tuple[str, Document, object]] = []
-        for block in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-            _add_stats(stats, decode_stats(block))
-            rows.extend((key, doc, result) for (key, doc), result in zip(decode_docs(block), decode_prepared(block)))
-        rows.sort(key=lambda row: row[0])
-        items = [(key, doc) for key, doc, _ in rows]
+        prepared: dict[str, object] = {}
+        for block in dataset.select_columns(["key", PREPARED_COLUMN]).iter_batches(batch_size=None, batch_format="pyarrow"):
+            keys = block.column("key").to_pylist()
+            prepared.update(zip(keys, decode_prepared(block)))
+        return [prepared.get(key) for key, _ in items]
+
+    def _prepared_global_stage(
+        self, stage: RayStage, items: Keyed, results: list[object], context: RunContext, stats: list[Counter]
+    ) -> Keyed:
+        """Run a global operator in the driver on `prepare_function()` results computed on Ray."""
         if stage.runtime_env:
             check_runtime_envs_local(stage.stage.operators, "the driver (where the Ray executor runs global operators)")
+        docs = [doc for _, doc in items]
         size = self.settings.batch_size
-        batches = (
-            ([doc for _, doc, _ in rows[start : start + size]], [result for *_, result in rows[start : start + size]])
-            for start in range(0, len(rows), size)
-        )
+        batches = ((docs[start : start + size], results[start : start + size]) for start in range(0, len(docs), size))
         outputs = run_prepared_global_stage(stage.stage, batches, context, stats)
         return assign_keys(items, outputs)
 
@@ -300,6 +316,30 @@ class RayExecutor(Executor):
             batch_grace_s=_TASK_GRACE_S,
             single_grace_s=_SINGLE_GRACE_S,
         )
+
+
+def _fuse_prepare_functions(stages: list[RayStage], specs: list[StageSpec]) -> tuple[list[StageSpec], set[int]]:
+    """Give each global operator's `prepare_function()` to the map stage that runs before it.
+
+    Global operators in between must set `keeps_text`, so the documents' text is final when the
+    map stage computes the function. Returns the new specs and the positions of the global
+    stages whose function a map stage now runs.
+    """
+    specs = list(specs)
+    fused: set[int] = set()
+    for position, stage in enumerate(stages):
+        if stage.kind != "global":
+            continue
+        prepare = stage.stage.operators[0].prepare_function()
+        if prepare is None:
+            continue
+        before = position - 1
+        while before >= 0 and stages[before].kind == "global" and stages[before].stage.operators[0].keeps_text:
+            before -= 1
+        if before >= 0 and stages[before].kind == "map" and specs[before].prepare is None:
+            specs[before] = dataclasses.replace(specs[before], prepare=prepare)
+            fused.add(position)
+    return specs, fused
 
 
 def _add_stats(stats: list[Counter], more: StageStats) -> None:

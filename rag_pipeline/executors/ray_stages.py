@@ -3,7 +3,8 @@
 Documents travel through Ray Data as rows of four columns. `key` is the document's position in
 the run and fixes the order. `doc` is the pickled `Document`, and `pending` tells whether
 operators still have work on it. `stats` contains pickled operator counters; each batch carries
-them on its first row, and the driver sums them.
+them on its first row, and the driver sums them. Before a global operator that has a
+`prepare_function()`, a fifth column `prepared` carries that function's result per document.
 
 A map stage runs as a Ray Data task per batch that hands the batch to a separate Ray task and
 waits for it. When that task's worker dies (a parser segfault, the out-of-memory killer) Ray runs
@@ -42,6 +43,8 @@ SCHEMA = pa.schema(
     [("key", pa.string()), ("doc", pa.large_binary()), ("pending", pa.bool_()), ("stats", pa.large_binary())]
 )
 StageStats = dict[int, Counter]  # pipeline position of an operator -> its counters
+# Optional fifth column: pickled results of a global operator's `prepare_function()`.
+PREPARED_COLUMN = "prepared"
 
 # Ray re-runs a task whose worker died this many times before the batch is split up.
 _TASK_MAX_RETRIES = 1
@@ -65,6 +68,9 @@ class StageSpec:
     document_timeout_s: float | None  # the stage's per-document time limit, or None
     batch_grace_s: float  # extra seconds a batch gets on top of its documents' limits
     single_grace_s: float  # extra seconds a one-document retry gets on top of its limit
+    # A later global operator's `prepare_function()`, run on each document after the stage's
+    # operators, with its results in the `prepared` column; None for most stages.
+    prepare: Callable[[Document], Any] | None = None
 
 
 # ---- rows ---------------------------------------------------------------------------------------
@@ -80,11 +86,16 @@ def encode_rows(rows: Iterable[tuple[str, Document]], stats: StageStats | None =
     return encode_blobs([(key, pickle.dumps(doc, protocol=5), doc.is_pending) for key, doc in rows], stats)
 
 
-def encode_blobs(rows: list[tuple[str, bytes, bool]], stats: StageStats | None = None) -> pa.Table:
+def encode_blobs(rows: list[tuple], stats: StageStats | None = None, prepared: bool = False) -> pa.Table:
+    """Build a table from (key, pickled doc, pending) rows.
+
+    With `prepared`, each row has a fourth item, the pickled `prepare_function()` result or b""
+    for none, which goes into the `prepared` column.
+    """
     stats_column = [b""] * len(rows)
     if stats and rows:
         stats_column[0] = pickle.dumps(stats, protocol=5)
-    return pa.table(
+    table = pa.table(
         {
             "key": [row[0] for row in rows],
             "doc": [row[1] for row in rows],
@@ -93,6 +104,9 @@ def encode_blobs(rows: list[tuple[str, bytes, bool]], stats: StageStats | None =
         },
         schema=SCHEMA,
     )
+    if prepared:
+        table = table.append_column(PREPARED_COLUMN, pa.array([row[3] for row in rows], type=pa.large_binary()))
+    return table
 
 
 def decode_docs(table: pa.Table) -> list[tuple[str, Document]]:
@@ -167,7 +181,11 @@ def _run_operators(spec: StageSpec, keys: list[str], blobs: list[bytes]) -> tupl
         docs = op.process_batch(docs)
         stats[index] = op.take_stats()
     keyed = assign_keys(inputs, docs)
-    return [(key, pickle.dumps(doc, protocol=5), doc.is_pending) for key, doc in keyed], stats
+    rows = [(key, pickle.dumps(doc, protocol=5), doc.is_pending) for key, doc in keyed]
+    if spec.prepare is not None:
+        results = prepare_documents(spec.prepare, [doc for _, doc in keyed])
+        rows = [(*row, _encode_prepared(result)) for row, result in zip(rows, results)]
+    return rows, stats
 
 
 # ---- map stages -----------------------------------------------------------------------------------
@@ -192,7 +210,10 @@ def map_stage_batch(batch: pa.Table, spec: StageSpec) -> pa.Table:
     if todo_keys:
         rows.extend(_run_isolating_failures(spec, todo_keys, todo_blobs, stats))
     rows.sort(key=lambda row: row[0])
-    return encode_blobs(rows, stats)
+    if spec.prepare is None:
+        return encode_blobs(rows, stats)
+    # Documents that were done before this stage, or quarantined by it, have no result.
+    return encode_blobs([row if len(row) == 4 else (*row, b"") for row in rows], stats, prepared=True)
 
 
 def _run_isolating_failures(spec: StageSpec, keys: list[str], blobs: list[bytes], stats: StageStats):
@@ -267,23 +288,27 @@ def _first_line(err: BaseException) -> str:
 
 # ---- the parallel part of global stages -----------------------------------------------------------
 
-PREPARED_COLUMN = "prepared"
-
-
 def prepare_stage_batch(batch: pa.Table, function: Callable[[Document], Any]) -> pa.Table:
     """Add the `prepared` column: a global operator's `prepare_function()` result per row, pickled.
 
-    Runs as a Ray Data task where the batch is, so the driver receives small results instead of
-    running the function over every document itself.
+    Runs as a Ray Data task where the batch is, for a global operator that no map stage can run
+    the function for (see `StageSpec.prepare`).
     """
     docs = [doc for _, doc in decode_docs(batch)]
     results = prepare_documents(function, docs)
-    column = pa.array([pickle.dumps(result, protocol=5) for result in results], type=pa.large_binary())
+    column = pa.array([_encode_prepared(result) for result in results], type=pa.large_binary())
     return batch.append_column(PREPARED_COLUMN, column)
 
 
-def decode_prepared(table: pa.Table) -> list[Any]:
-    return [pickle.loads(blob) for blob in table.column(PREPARED_COLUMN).to_pylist()]
+def decode_prepared(table: pa.Table) -> list[Any] | None:
+    """Return the unpickled `prepared` column (None where a row has no result), or None without it."""
+    if PREPARED_COLUMN not in table.column_names:
+        return None
+    return [pickle.loads(blob) if blob else None for blob in table.column(PREPARED_COLUMN).to_pylist()]
+
+
+def _encode_prepared(result: Any) -> bytes:
+    return b"" if result is None else pickle.dumps(result, protocol=5)
 
 
 # ---- model stages -------------------------------------------------------------------------------
