@@ -647,7 +647,9 @@ def main() -> None:
 
     # ru_maxrss is in KiB on Linux.
     result.peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result.peak_tree_rss_mib = sampler.peak_bytes / 2**20
+    # The tree contains this process, so its peak is at least this process's own peak, which
+    # getrusage records exactly while the sampler can miss a peak between two samples.
+    result.peak_tree_rss_mib = max(sampler.peak_bytes / 2**20, result.peak_rss_mib)
     args.output.write_text(json.dumps(asdict(result), indent=2), encoding="utf-8")
 
 

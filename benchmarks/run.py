@@ -590,8 +590,9 @@ def read_full_build(tools: dict[str, Any]) -> list[str]:
         f"{encode:.1f} s of ragpipe's time was inside the model's encode and {seconds - encode:.1f} s "
         f"({(seconds - encode) / seconds:.0%}) outside it. The time outside encode covers listing, parsing, "
         "cleaning, dedupe and chunking in worker processes, cache lookups, staging and the Lance commit, "
-        "which the run does not time one by one. dedupe_exact is a global stage, a barrier in the local executor, so every document is parsed "
-        "and cleaned before the first chunk reaches the model."
+        "which the run does not time one by one. The local executor passes the model groups of at least 1,024 chunks "
+        "and keeps at most two batches per worker in flight while the model encodes, so parsing and encoding overlap "
+        "only in part."
     ]
 
 

@@ -117,6 +117,8 @@ class ChunkOperator(Operator):
     name: ClassVar[str] = "chunk"
     Args: ClassVar[type[OperatorArgs]] = ChunkArgs
     kind = "map"
+    # 2: chunks merge across paragraph breaks, so a short title no longer becomes its own chunk.
+    version: ClassVar[str] = "2"
     # The tokenizer counts by its files' content, not by the path or name it was loaded from.
     fingerprint_exclude: ClassVar[frozenset[str]] = frozenset({"tokenizer"})
 

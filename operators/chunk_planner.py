@@ -3,13 +3,16 @@
 The text is tokenized once, paragraph by paragraph, and `TokenIndex` keeps the character offsets of
 every token, so the number of tokens in any span is two bisections instead of a new tokenizer call.
 `plan_chunks` then splits oversized spans at paragraphs, sentences, lines, clauses, words and
-finally tokens, merges the pieces greedily up to the budget, and prepends overlap taken from the
-end of the previous chunk.
+finally tokens, merges the pieces greedily up to the budget across those boundaries, and prepends
+overlap taken from the end of the previous chunk. A full chunk ends at the coarsest boundary past
+half its budget (see `MIN_FILL_SHARE`), so chunks end at paragraphs where that costs little
+while a short title still shares a chunk with the text after it.
 
 Greedy merging alone lets one inserted paragraph shift every later chunk boundary. To keep chunk
 ids stable under edits, a piece whose content hash falls below a threshold proportional to its
 token count is an anchor: merging never continues past it. Anchors depend only on the piece's own
 text, so an edit changes chunks only up to the next anchor, about `ANCHOR_SPACING` chunks later.
+Texts shorter than `ANCHOR_SPACING` budgets have no anchors.
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ from operators.text_segmentation import (
 # Expected distance between anchors, in chunk budgets. Larger values give fewer under-filled
 # chunks at anchors but let an edit change more chunks after it.
 ANCHOR_SPACING = 4
+
+# A chunk may end at a coarser boundary before the budget is full, but only once it has at least
+# this share of the budget, so short titles and paragraphs join the text that follows them.
+MIN_FILL_SHARE = 0.5
 
 # Coarsest boundary first. Spans that still exceed the budget after `split_words` are cut at
 # token boundaries, which for Chinese and Japanese means between characters.
@@ -116,16 +123,34 @@ class PlannedChunk:
     end: int
 
 
+@dataclass(frozen=True)
+class _Piece:
+    start: int
+    end: int
+    # Index in `_SPLITTERS` of the boundary before this piece: 0 for a paragraph break, larger
+    # for finer ones; `len(_SPLITTERS)` for a cut between tokens.
+    boundary: int
+
+
 class _Planner:
-    def __init__(self, index: TokenIndex, budget: int) -> None:
+    def __init__(self, index: TokenIndex, budget: int, first_budget: int | None = None) -> None:
         self.index = index
         self.text = index.text
         self.budget = budget
+        # The first chunk gets no overlap, so its own part may use the whole chunk size.
+        self.first_budget = max(budget, first_budget or budget)
+        # A text of at most ANCHOR_SPACING budgets gets no anchors: an edit there changes about
+        # as many chunks as it has anyway, and anchors would only cost extra, under-filled chunks.
+        self.use_anchors = index.count(0, len(index.text)) > ANCHOR_SPACING * budget
 
-    def split(self, start: int, end: int, level: int) -> list[Span]:
-        """Return spans of at most `budget` tokens covering `[start, end)`, merged greedily."""
+    def split(self, start: int, end: int, level: int, boundary: int = 0) -> list[_Piece]:
+        """Return pieces of at most `budget` tokens covering `[start, end)`, not yet merged.
+
+        A span that fits stays whole. A longer one is split at the coarsest boundary, from
+        `_SPLITTERS[level]` on, that splits it, and each part is split again as needed.
+        """
         if self.index.count(start, end) <= self.budget:
-            return [(start, end)]
+            return [_Piece(start, end, boundary)]
         parts: list[Span] = []
         while level < len(_SPLITTERS):
             parts = _SPLITTERS[level](self.text, start, end)
@@ -133,11 +158,15 @@ class _Planner:
             if len(parts) > 1:
                 break
         if len(parts) <= 1:
-            return self.split_tokens(start, end)
-        pieces: list[Span] = []
-        for part_start, part_end in parts:
-            pieces.extend(self.split(part_start, part_end, level))
-        return self.merge(pieces)
+            spans = self.split_tokens(start, end)
+            return [
+                _Piece(piece_start, piece_end, boundary if position == 0 else len(_SPLITTERS))
+                for position, (piece_start, piece_end) in enumerate(spans)
+            ]
+        pieces: list[_Piece] = []
+        for position, (part_start, part_end) in enumerate(parts):
+            pieces.extend(self.split(part_start, part_end, level, boundary if position == 0 else level - 1))
+        return pieces
 
     def split_tokens(self, start: int, end: int) -> list[Span]:
         """Cut `[start, end)` every `budget` tokens, for runs with no other boundary."""
@@ -157,20 +186,46 @@ class _Planner:
         share = self.index.count(start, end) / (ANCHOR_SPACING * self.budget)
         return int.from_bytes(digest, "big") < share * 2**64
 
-    def merge(self, pieces: list[Span]) -> list[Span]:
+    def merge(self, pieces: list[_Piece]) -> list[Span]:
+        """Join consecutive pieces into chunks of at most `chunk_budget` tokens each.
+
+        A chunk ends after an anchor piece, or where the next piece does not fit. In the second
+        case `choose_cut` may end it earlier, at a coarser boundary.
+        """
         merged: list[Span] = []
-        chunk_start, chunk_end = pieces[0]
-        last_piece = pieces[0]
-        for piece_start, piece_end in pieces[1:]:
-            fits = self.index.count(chunk_start, piece_end) <= self.budget
-            if fits and not self.is_anchor(*last_piece):
-                chunk_end = piece_end
-            else:
-                merged.append((chunk_start, chunk_end))
-                chunk_start, chunk_end = piece_start, piece_end
-            last_piece = (piece_start, piece_end)
-        merged.append((chunk_start, chunk_end))
+        current: list[_Piece] = []
+        for piece in pieces:
+            while current and self.index.count(current[0].start, piece.end) > self.chunk_budget(merged):
+                kept_count = self.choose_cut(current, piece, self.chunk_budget(merged))
+                merged.append((current[0].start, current[kept_count - 1].end))
+                current = current[kept_count:]
+            current.append(piece)
+            if self.use_anchors and self.is_anchor(piece.start, piece.end):
+                merged.append((current[0].start, piece.end))
+                current = []
+        if current:
+            merged.append((current[0].start, current[-1].end))
         return merged
+
+    def chunk_budget(self, merged: list[Span]) -> int:
+        return self.budget if merged else self.first_budget
+
+    def choose_cut(self, current: list[_Piece], incoming: _Piece, budget: int) -> int:
+        """Return how many pieces of `current` the chunk keeps when `incoming` does not fit.
+
+        It keeps all of them unless an earlier cut falls at a coarser boundary (a paragraph
+        instead of a sentence) and still leaves the chunk at least `MIN_FILL_SHARE` full. So a
+        short title or paragraph does not become a chunk of its own, and chunks still end at
+        paragraphs where that costs little.
+        """
+        min_tokens = budget * MIN_FILL_SHARE
+        best, best_boundary = len(current), incoming.boundary
+        for kept_count in range(len(current) - 1, 0, -1):
+            if self.index.count(current[0].start, current[kept_count - 1].end) < min_tokens:
+                break
+            if current[kept_count].boundary < best_boundary:
+                best, best_boundary = kept_count, current[kept_count].boundary
+        return best
 
     def overlap_start(self, previous_start: int, core_start: int, overlap_tokens: int) -> int:
         """Return where the overlap before `core_start` begins, or `core_start` for none.
@@ -225,14 +280,14 @@ class _Planner:
 def plan_chunks(index: TokenIndex, max_tokens: int, overlap_tokens: int) -> list[PlannedChunk]:
     """Plan chunks of at most `max_tokens` tokens (by `index.count`) over the whole text.
 
-    Each chunk's own part contains at most `max_tokens - overlap_tokens` tokens, so the overlap
-    taken from the end of the previous chunk always fits.
+    Each chunk's own part after the first contains at most `max_tokens - overlap_tokens` tokens,
+    so the overlap taken from the end of the previous chunk always fits.
     """
     start, end = trim_span(index.text, 0, len(index.text))
     if start == end:
         return []
-    planner = _Planner(index, max_tokens - overlap_tokens)
-    cores = planner.split(start, end, 0)
+    planner = _Planner(index, max_tokens - overlap_tokens, first_budget=max_tokens)
+    cores = planner.merge(planner.split(start, end, 0))
     chunks = [PlannedChunk(cores[0][0], cores[0][0], cores[0][1])]
     for (previous_start, _), (core_start, core_end) in zip(cores, cores[1:]):
         chunk_start = planner.overlap_start(previous_start, core_start, overlap_tokens)

@@ -165,6 +165,44 @@ def test_chunk_cjk_ends_at_sentences(name):
         assert SENTENCE_END.search(chunk.text), f"chunk ends mid-sentence: {chunk.text!r}"
 
 
+def test_chunk_title_joins_following_paragraph():
+    operator = build_chunker(max_tokens=80, overlap_tokens=8)
+    title = "Ferry crossings."
+    body = " ".join(ENGLISH[start:end] for start, end in split_sentences(ENGLISH, 0, len(ENGLISH)))
+    chunks = operator.chunk_document(make_doc(f"{title}\n\n{body}"))
+
+    assert chunks[0].text.startswith(title)
+    assert chunks[0].text != title
+    assert chunks[0].token_count > 40
+
+
+def test_chunk_prefers_paragraph_end_past_half():
+    operator = build_chunker(max_tokens=70, overlap_tokens=0)
+    first, *rest = ENGLISH.split("\n\n")
+    long_paragraph = " ".join(" ".join(rest).split())
+    text = f"{first}\n\n{long_paragraph}"
+    chunks = operator.chunk_document(make_doc(text))
+
+    # The first paragraph fills more than half of the chunk, so the chunk ends with it instead
+    # of taking the long paragraph's first sentence as well.
+    assert 35 < model_token_count(operator, first) < 70
+    assert model_token_count(operator, long_paragraph) > 70
+    assert chunks[0].text == first
+    assert chunks[1].text.startswith("Passengers rarely spoke")
+
+
+def test_chunk_short_text_fills_first_chunk():
+    operator = build_chunker(max_tokens=80, overlap_tokens=30)
+    words = " ".join(ENGLISH.split())
+    text = words[: len(words) // 2].rsplit(" ", 1)[0]
+    chunks = operator.chunk_document(make_doc(text))
+
+    # More tokens than max_tokens - overlap_tokens, but the first chunk carries no overlap.
+    assert 50 < model_token_count(operator, text) <= 80
+    assert len(chunks) == 1
+    assert chunks[0].text == text
+
+
 def test_chunk_overlap_repeats_previous_end():
     operator = build_chunker(max_tokens=48, overlap_tokens=16)
     doc = make_doc(ENGLISH)
