@@ -30,8 +30,13 @@ class RunContext:
     workspace: Path | None = None
     # Normalized-text hash -> doc_id, for documents already indexed that this run does not reprocess.
     indexed_text_hashes: dict[str, str] = field(default_factory=dict)
-    # Document ids whose stored results this run replaces or removes (changed, deleted, moved away).
+    # Document ids whose stored chunks this run replaces or removes (changed, deleted, moved away,
+    # re-chunked or re-embedded).
     removed_doc_ids: set[str] = field(default_factory=set)
+    # The subset of `removed_doc_ids` whose text this run replaces or removes; None means all of
+    # them. Re-chunked and re-embedded documents keep their text and skip document-level
+    # operators such as dedupe, so their stored text hashes and signatures stay valid.
+    replaced_text_doc_ids: set[str] | None = None
     # The LanceDB chunks table of the workspace, or None on the first run (read-only use).
     chunks_table: Any = None
     # True when the run processes only part of the corpus (a refresh or a backfill).

@@ -140,7 +140,7 @@ class DedupeMinHash(GlobalOperator):
     # ---- lifecycle ----------------------------------------------------------------------------
 
     def begin(self, context: Any) -> None:
-        """Load the stored signatures, without those of documents this run changes or removes."""
+        """Load the stored signatures, without those of documents whose text this run replaces."""
         self._reset_run()
         workspace = getattr(context, "workspace", None)
         if workspace is None:
@@ -148,8 +148,12 @@ class DedupeMinHash(GlobalOperator):
             self._store = SignatureStore.empty(self.params.num_perm)
             return
         self._store_folder = workspace / STORE_FOLDER_NAME
-        removed = set(getattr(context, "removed_doc_ids", ()) or ())
-        self._store = SignatureStore.load(self._store_folder, self.params).without(removed)
+        # Re-chunked and re-embedded documents keep their text and never reach this operator, so
+        # their signatures must stay in the store.
+        removed = getattr(context, "replaced_text_doc_ids", None)
+        if removed is None:
+            removed = getattr(context, "removed_doc_ids", None)
+        self._store = SignatureStore.load(self._store_folder, self.params).without(set(removed or ()))
 
     def process_batch(self, docs: list[Document]) -> list[Document]:
         """Compute the signatures of the pending documents. Decisions wait for `finish()`."""

@@ -375,6 +375,8 @@ class DedupeSemantic(GlobalOperator):
         first_match = matches.get(id(doc.chunks[0]))
         remaining = [chunk for chunk in doc.chunks if id(chunk) not in matches]
         self.stats["chunks_dropped"] += len(doc.chunks) - len(remaining)
+        keepers = {matches[id(chunk)].doc_id for chunk in doc.chunks if id(chunk) in matches}
+        doc.depends_on = sorted(keepers - {doc.doc_id})
         if remaining:
             doc.chunks = remaining
             return

@@ -86,6 +86,10 @@ class Document:
     similarity: float | None = None
     quarantine: QuarantineInfo | None = None
     parent_id: str | None = None  # set on archive members and e-mail attachments
+    # Other documents whose chunks stand in for content this document's chunks leave out (chunks
+    # that `dedupe_semantic` dropped). A refresh re-processes this document when one of them
+    # changes or goes away, so the content stays in the index.
+    depends_on: list[str] = field(default_factory=list)
 
     # ---- text helpers -------------------------------------------------------------------------
 

@@ -60,11 +60,19 @@ class ChangePlan:
 
     def removed_doc_ids(self, manifest: dict[str, ManifestEntry]) -> set[str]:
         """Ids whose stored chunks this run replaces or deletes, children included."""
+        removed = self.replaced_text_doc_ids(manifest)
+        removed |= {e.doc_id for e in self.rechunk} | {e.doc_id for e in self.reembed}
+        return removed
+
+    def replaced_text_doc_ids(self, manifest: dict[str, ManifestEntry]) -> set[str]:
+        """Ids whose stored text this run replaces or deletes, children included.
+
+        Unlike `removed_doc_ids`, this leaves out documents that are only re-chunked or re-embedded.
+        """
         removed = {d.doc_id for d in self.to_process} | {e.doc_id for e in self.deleted}
         removed |= {d.doc_id for d in self.terminal if d.doc_id in manifest}
         removed |= set(self.moved_from.values())
         removed |= _descendants(manifest, removed)
-        removed |= {e.doc_id for e in self.rechunk} | {e.doc_id for e in self.reembed}
         return removed
 
     def counts(self) -> dict[str, int]:
@@ -163,19 +171,53 @@ def _classify(doc, previous, fingerprints: Fingerprints, backfill) -> str:
 
 
 def _retry_orphaned_duplicates(plan: ChangePlan, manifest, listed) -> None:
-    """Re-process duplicates whose keeper is deleted or re-processed, so no content disappears."""
-    removed = {d.doc_id for d in plan.to_process} | {e.doc_id for e in plan.deleted}
-    removed |= set(plan.moved_from.values())
+    """Re-process documents that left content to a keeper this run changes, so none disappears.
+
+    That is a duplicate whose keeper is deleted, moved or re-processed, and a document whose
+    dropped chunks matched chunks of a document this run deletes, re-processes, re-chunks or
+    re-embeds (`depends_on`). An archive member is re-processed through its top-level document.
+    Re-processing a keeper can orphan further documents, so this repeats until nothing changes.
+    """
     by_id = {d.doc_id: d for d in listed}
-    keep = []
-    for entry in plan.unchanged:
-        if entry.state == DUPLICATE and entry.duplicate_of in removed and entry.doc_id in by_id:
-            plan.to_process.append(by_id[entry.doc_id])
-            plan.change_of[entry.doc_id] = RETRY
-        else:
-            keep.append(entry)
-    plan.unchanged = keep
+    groups = (plan.unchanged, plan.rechunk, plan.reembed)
+    text_replaced = {d.doc_id for d in plan.to_process} | {e.doc_id for e in plan.deleted}
+    text_replaced |= set(plan.moved_from.values())
+    chunks_replaced = text_replaced | {e.doc_id for e in plan.rechunk} | {e.doc_id for e in plan.reembed}
+
+    while True:
+        gone_text = text_replaced | _descendants(manifest, text_replaced)
+        gone_chunks = chunks_replaced | _descendants(manifest, chunks_replaced)
+
+        def is_orphaned(entry: ManifestEntry) -> bool:
+            if entry.state == DUPLICATE and entry.duplicate_of in gone_text:
+                return True
+            return not gone_chunks.isdisjoint(entry.extra.get("depends_on") or ())
+
+        grouped = {e.doc_id for group in groups for e in group}
+        retry = {
+            root
+            for entry in manifest.values()
+            if is_orphaned(entry) and (root := _root_id(manifest, entry.doc_id)) in grouped and root in by_id
+        }
+        if not retry:
+            break
+        for group in groups:
+            group[:] = [e for e in group if e.doc_id not in retry]
+        for doc_id in sorted(retry):
+            plan.to_process.append(by_id[doc_id])
+            plan.change_of[doc_id] = RETRY
+        text_replaced |= retry
+        chunks_replaced |= retry
     plan.to_process.sort(key=lambda d: d.doc_id)
+
+
+def _root_id(manifest: dict[str, ManifestEntry], doc_id: str) -> str:
+    """Return the id of the top-level document that `doc_id` belongs to (itself if top-level)."""
+    seen = set()
+    while doc_id in manifest and manifest[doc_id].parent_id is not None and doc_id not in seen:
+        seen.add(doc_id)
+        doc_id = manifest[doc_id].parent_id
+    return doc_id
 
 
 def _carry_children(plan: ChangePlan, manifest: dict[str, ManifestEntry]) -> None:

@@ -215,15 +215,17 @@ def _run(config: PipelineConfig, options: RunOptions, run_id: str, workspace: Wo
     logger.info("run %s plan: %s", run_id, plan.counts())
 
     removed = plan.removed_doc_ids(manifest)
+    replaced_text = plan.replaced_text_doc_ids(manifest)
     table = index.open_or_create(embed_op.dimension(), _table_metadata(operators, fingerprints))
     context = RunContext(
         run_id=run_id,
         workspace=workspace.root,
         indexed_text_hashes={
             e.text_hash: e.doc_id for e in manifest.values()
-            if e.state == INDEXED and e.text_hash and e.doc_id not in removed
+            if e.state == INDEXED and e.text_hash and e.doc_id not in replaced_text
         },
         removed_doc_ids=removed,
+        replaced_text_doc_ids=replaced_text,
         chunks_table=table if table.count_rows() else None,
         incremental=bool(manifest),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -173,5 +174,14 @@ def manifest_entry_for(doc: Document, run_id: str, fingerprints: Fingerprints) -
         embed_fp=fingerprints.embed_fp,
         parent_id=doc.parent_id,
         run_id=run_id,
-        extra={"retry_key": fingerprints.retry_key} if quarantine else {},
+        extra=_extra_fields(doc, fingerprints),
     )
+
+
+def _extra_fields(doc: Document, fingerprints: Fingerprints) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if doc.quarantine is not None:
+        extra["retry_key"] = fingerprints.retry_key
+    if doc.depends_on:
+        extra["depends_on"] = list(doc.depends_on)
+    return extra

@@ -8,10 +8,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import lancedb
 import pytest
 
 from conftest import chunk_rows, make_config, pipeline_dict, run
 from rag_pipeline.runner import MassDeleteError
+from rag_pipeline.state import Manifest
 
 PARAGRAPHS = [
     f"Paragraph {i} explains topic number {i}. " + " ".join(
@@ -206,3 +208,63 @@ def test_duplicate_takes_over_when_keeper_deleted(tmp_path, corpus):
     assert second.documents["deleted"] == 1
     rows = chunk_rows(tmp_path / "ws")
     assert [r for r in rows if r["doc_id"] == "docs:third.txt"]
+
+
+def test_rechunk_keeps_dedupe_state(tmp_path, corpus):
+    minhash = [{"dedupe_minhash": {}}]
+    run(_config(tmp_path, corpus, max_tokens=64, extra_steps=minhash))
+
+    # A chunker change re-chunks every document in the same run that indexes a new one. The
+    # re-chunked documents skip both dedupe steps, so their stored hashes and signatures stay.
+    (corpus / "new.txt").write_text("Ray Data streams blocks between tasks and actors.\n", encoding="utf-8")
+    second = run(_config(tmp_path, corpus, max_tokens=128, extra_steps=minhash))
+    assert second.changes["rechunk"] == 4
+    assert second.changes["new"] == 1
+
+    edited = "\n\n".join(PARAGRAPHS).replace("adds detail 12 to", "adds detail twelve to")
+    (corpus / "near-copy.txt").write_text(edited, encoding="utf-8")
+    (corpus / "exact-copy.txt").write_bytes((corpus / "third.txt").read_bytes())
+    third = run(_config(tmp_path, corpus, max_tokens=128, extra_steps=minhash))
+
+    entries = Manifest(lancedb.connect(str(tmp_path / "ws" / "lance"))).load()
+    assert third.changes["new"] == 2
+    assert entries["docs:near-copy.txt"].state == "duplicate"
+    assert entries["docs:near-copy.txt"].duplicate_of == "docs:long.txt"
+    assert entries["docs:exact-copy.txt"].state == "duplicate"
+    assert entries["docs:exact-copy.txt"].duplicate_of == "docs:third.txt"
+
+
+SHARED_PARAGRAPH = (
+    "Lance stores each table version as a manifest over immutable data fragments, so a reader can "
+    "open any earlier version of the table and see its rows exactly as they were written then."
+)
+
+
+def test_semantic_drop_restored_when_keeper_deleted(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    own_a = (
+        "DuckDB reads the analytics tables that every run writes, and the dashboard queries them for "
+        "the counts of indexed, duplicate, filtered and quarantined documents of each run."
+    )
+    own_b = (
+        "Ray Data streams blocks of documents between tasks and actors, and keeps the order of the "
+        "blocks when the run asks it to, so both executors hand documents to the sink alike."
+    )
+    (docs / "a.txt").write_text(f"{SHARED_PARAGRAPH}\n\n{own_a}\n", encoding="utf-8")
+    (docs / "b.txt").write_text(f"{SHARED_PARAGRAPH}\n\n{own_b}\n", encoding="utf-8")
+    raw = pipeline_dict(tmp_path / "ws", docs, max_tokens=64, overlap_tokens=0)
+    raw["pipeline"].append({"dedupe_semantic": {"action": "drop"}})
+    config = make_config(raw, tmp_path)
+
+    run(config)
+    rows = chunk_rows(tmp_path / "ws")
+    b_texts = [r["text"] for r in rows if r["doc_id"] == "docs:b.txt"]
+    assert [r["text"] for r in rows].count(SHARED_PARAGRAPH) == 1
+    assert b_texts == [own_b], "b.txt's copy of the shared paragraph should be dropped"
+
+    (docs / "a.txt").unlink()
+    second = run(config)
+    rows = chunk_rows(tmp_path / "ws")
+    assert second.changes["retry"] == 1
+    assert sorted(r["text"] for r in rows if r["doc_id"] == "docs:b.txt") == sorted([SHARED_PARAGRAPH, own_b])
