@@ -41,12 +41,15 @@ CREATE TABLE IF NOT EXISTS document_states (
     run_id VARCHAR,
     doc_id VARCHAR,
     uri VARCHAR,
-    change VARCHAR,          -- new | changed | unchanged | moved | deleted | backfill | retry
+    change VARCHAR,          -- new | changed | unchanged | moved | deleted | backfill | retry | rechunk | reembed | unreadable
     state VARCHAR,
     reason VARCHAR,
     duplicate_of VARCHAR,
-    chunks INTEGER
+    chunks INTEGER,
+    similarity DOUBLE        -- estimated similarity to duplicate_of, for near-duplicates
 );
+-- Workspaces written before the similarity column existed get it here.
+ALTER TABLE document_states ADD COLUMN IF NOT EXISTS similarity DOUBLE;
 CREATE TABLE IF NOT EXISTS quarantine (
     run_id VARCHAR,
     doc_id VARCHAR,
@@ -98,7 +101,11 @@ class Analytics:
             if stats_rows:
                 con.executemany("INSERT INTO operator_stats VALUES (?, ?, ?, ?, ?)", stats_rows)
             if document_rows:
-                con.executemany("INSERT INTO document_states VALUES (?, ?, ?, ?, ?, ?, ?, ?)", document_rows)
+                con.executemany(
+                    "INSERT INTO document_states (run_id, doc_id, uri, change, state, reason, duplicate_of, chunks, "
+                    "similarity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    document_rows,
+                )
             if quarantine_rows:
                 con.executemany("INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?, ?)", quarantine_rows)
             con.execute("COMMIT")
@@ -120,11 +127,14 @@ class Analytics:
 
     def run_document_states(self, run_id: str, state: str | None = None) -> list[dict[str, Any]]:
         with self.connect(read_only=True) as con:
-            query = "SELECT doc_id, uri, change, state, reason, duplicate_of, chunks FROM document_states WHERE run_id = ?"
+            query = (
+                "SELECT doc_id, uri, change, state, reason, duplicate_of, chunks, similarity "
+                "FROM document_states WHERE run_id = ?"
+            )
             params: list[Any] = [run_id]
             if state:
                 query += " AND state = ?"
                 params.append(state)
             rows = con.execute(query + " ORDER BY doc_id", params).fetchall()
-        keys = ["doc_id", "uri", "change", "state", "reason", "duplicate_of", "chunks"]
+        keys = ["doc_id", "uri", "change", "state", "reason", "duplicate_of", "chunks", "similarity"]
         return [dict(zip(keys, row)) for row in rows]

@@ -7,6 +7,7 @@ Exit codes: 0 success, 2 config or usage error, 1 run failure. Messages go to st
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import logging
@@ -157,8 +158,9 @@ def cmd_documents(args: argparse.Namespace) -> int:
     rows = [
         {
             "uri": e.uri, "doc_id": e.doc_id, "state": e.state, "reason": e.reason,
-            "duplicate_of": e.duplicate_of, "chunks": e.chunks,
+            "duplicate_of": e.duplicate_of, "similarity": e.similarity, "chunks": e.chunks,
             "error_class": e.error_class, "fix": e.fix, "format": e.format,
+            "depends_on": e.extra.get("depends_on", []),
         }
         for e in sorted(entries.values(), key=lambda e: e.doc_id)
     ]
@@ -166,7 +168,8 @@ def cmd_documents(args: argparse.Namespace) -> int:
     if last is not None:
         for row in Analytics(workspace.analytics_path).run_document_states(last["run_id"], "deleted"):
             rows.append({"uri": row["uri"], "doc_id": row["doc_id"], "state": "deleted", "reason": "deleted from the source",
-                         "duplicate_of": None, "chunks": 0, "error_class": None, "fix": None, "format": None})
+                         "duplicate_of": None, "similarity": None, "chunks": 0, "error_class": None, "fix": None,
+                         "format": None, "depends_on": []})
     if args.state:
         rows = [r for r in rows if r["state"] == args.state]
     if args.json:
@@ -174,7 +177,27 @@ def cmd_documents(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             detail = row["reason"] or ""
+            if row["similarity"] is not None:
+                detail += f" (estimated similarity {row['similarity']:.2f})"
             print(f"{row['state']:<12} {row['chunks']:>5}  {row['uri']}  {detail}")
+    return EXIT_OK
+
+
+def cmd_operators(args: argparse.Namespace) -> int:
+    from operators.base import RegistryError
+    from rag_pipeline.operator_docs import describe_operators, render_markdown, render_text
+
+    try:
+        docs = describe_operators(args.names)
+    except RegistryError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        _print_json([dataclasses.asdict(doc) for doc in docs])
+    elif args.markdown:
+        print(render_markdown(docs), end="")
+    else:
+        print(render_text(docs), end="")
     return EXIT_OK
 
 
@@ -306,6 +329,13 @@ def build_parser() -> argparse.ArgumentParser:
     tag = add("tag", cmd_tag, "Tag a version so retention keeps it.")
     tag.add_argument("version", type=int)
     tag.add_argument("name")
+    operators_help = "List the operators and their arguments, defaults and limits."
+    operators = sub.add_parser("operators", help=operators_help, description=operators_help)
+    operators.add_argument("names", nargs="*", metavar="NAME", help="operators to show (default: all)")
+    operators_format = operators.add_mutually_exclusive_group()
+    operators_format.add_argument("--json", action="store_true")
+    operators_format.add_argument("--markdown", action="store_true", help="the Markdown of docs/operators.md")
+    operators.set_defaults(handler=cmd_operators)
     retention = add("retention", cmd_retention, "Compact the table and remove old untagged versions.")
     retention.add_argument("--keep", type=int, help="versions to keep (default: retention.keep_versions)")
     return parser

@@ -30,7 +30,7 @@ from operators.base import Operator
 from operators.context import RunContext
 from operators.records import DUPLICATE, FILTERED, INDEXED, QUARANTINED, Chunk, Document, Section
 from rag_pipeline.analytics import Analytics
-from rag_pipeline.changes import DELETED, UNCHANGED, BackfillSelection, ChangePlan, plan_changes
+from rag_pipeline.changes import DELETED, RECHUNK, REEMBED, UNCHANGED, BackfillSelection, ChangePlan, plan_changes
 from rag_pipeline.config import PipelineConfig
 from rag_pipeline.executors import make_executor
 from rag_pipeline.fingerprints import Fingerprints, chunk_position, compute_fingerprints, embed_position
@@ -426,15 +426,22 @@ def _analytics_rows(run_id, plan, processed, stats, operators):
     document_rows = []
     for entry in plan.unchanged:
         document_rows.append(
-            (run_id, entry.doc_id, entry.uri, UNCHANGED, entry.state, entry.reason, entry.duplicate_of, entry.chunks)
+            (run_id, entry.doc_id, entry.uri, UNCHANGED, entry.state, entry.reason, entry.duplicate_of, entry.chunks,
+             entry.similarity)
         )
     for entry in plan.deleted:
-        document_rows.append((run_id, entry.doc_id, entry.uri, DELETED, DELETED, None, None, 0))
+        document_rows.append((run_id, entry.doc_id, entry.uri, DELETED, DELETED, None, None, 0, None))
     quarantine_rows = []
+    change_of = {e.doc_id: RECHUNK for e in plan.rechunk} | {e.doc_id: REEMBED for e in plan.reembed}
+    change_of |= plan.change_of
     for entry in processed:
-        change = plan.change_of.get(entry.doc_id, "new" if entry.parent_id else "unreadable")
+        change = change_of.get(entry.doc_id)
+        if change is None:
+            # Archive members take their parent's change; a document that failed while listing has none.
+            change = change_of.get(entry.parent_id, "new") if entry.parent_id else "unreadable"
         document_rows.append(
-            (run_id, entry.doc_id, entry.uri, change, entry.state, entry.reason, entry.duplicate_of, entry.chunks)
+            (run_id, entry.doc_id, entry.uri, change, entry.state, entry.reason, entry.duplicate_of, entry.chunks,
+             entry.similarity)
         )
         if entry.state == QUARANTINED:
             quarantine_rows.append(

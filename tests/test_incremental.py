@@ -12,6 +12,7 @@ import lancedb
 import pytest
 
 from conftest import chunk_rows, make_config, pipeline_dict, run
+from rag_pipeline.analytics import Analytics
 from rag_pipeline.runner import MassDeleteError
 from rag_pipeline.state import Manifest
 
@@ -220,6 +221,10 @@ def test_rechunk_keeps_dedupe_state(tmp_path, corpus):
     second = run(_config(tmp_path, corpus, max_tokens=128, extra_steps=minhash))
     assert second.changes["rechunk"] == 4
     assert second.changes["new"] == 1
+    analytics = Analytics(tmp_path / "ws" / "analytics.duckdb")
+    changes = {row["doc_id"]: row["change"] for row in analytics.run_document_states(second.run_id)}
+    assert changes["docs:long.txt"] == "rechunk"
+    assert changes["docs:new.txt"] == "new"
 
     edited = "\n\n".join(PARAGRAPHS).replace("adds detail 12 to", "adds detail twelve to")
     (corpus / "near-copy.txt").write_text(edited, encoding="utf-8")
@@ -230,6 +235,9 @@ def test_rechunk_keeps_dedupe_state(tmp_path, corpus):
     assert third.changes["new"] == 2
     assert entries["docs:near-copy.txt"].state == "duplicate"
     assert entries["docs:near-copy.txt"].duplicate_of == "docs:long.txt"
+    assert 0.8 <= entries["docs:near-copy.txt"].similarity < 1.0
+    states = {row["doc_id"]: row for row in analytics.run_document_states(third.run_id)}
+    assert states["docs:near-copy.txt"]["similarity"] == entries["docs:near-copy.txt"].similarity
     assert entries["docs:exact-copy.txt"].state == "duplicate"
     assert entries["docs:exact-copy.txt"].duplicate_of == "docs:third.txt"
 
