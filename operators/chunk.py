@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 
 from operators.base import Operator, OperatorArgs, register
 from operators.chunk_planner import TokenIndex, plan_chunks, split_at_middle_token
-from operators.models import load_tokenizer, model_max_seq_length
+from operators.models import load_fast_tokenizer, model_max_seq_length, special_token_count
 from operators.records import Chunk, Document
 from operators.text_segmentation import Span
 
@@ -31,8 +31,8 @@ _LETTER_OR_DIGIT = re.compile(r"[^\W_]")
 
 def max_chunk_tokens(tokenizer_name: str) -> int:
     """Return the model's maximum sequence length minus the special tokens its tokenizer adds."""
-    tokenizer = load_tokenizer(tokenizer_name)
-    return model_max_seq_length(tokenizer_name) - tokenizer.num_special_tokens_to_add(pair=False)
+    tokenizer = load_fast_tokenizer(tokenizer_name)
+    return model_max_seq_length(tokenizer_name) - special_token_count(tokenizer)
 
 
 class ChunkArgs(OperatorArgs):
@@ -134,16 +134,9 @@ class ChunkOperator(Operator):
         from tokenizers.models import WordPiece
         from tokenizers.pre_tokenizers import BertPreTokenizer
 
-        tokenizer = load_tokenizer(self.args.tokenizer)
-        if not getattr(tokenizer, "is_fast", False):
-            raise ValueError(
-                f"tokenizer of model {self.args.tokenizer!r} has no fast (Rust) implementation, "
-                "which chunking needs for character offsets. Save the model folder with a "
-                "tokenizer.json file."
-            )
         # A private copy, because the model's tokenizer.json may enable truncation and padding
         # (all-MiniLM-L6-v2 truncates to 128 tokens) and the cached tokenizer is shared.
-        self._tokenizer = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        self._tokenizer = Tokenizer.from_str(load_fast_tokenizer(self.args.tokenizer).to_str())
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
         self._bert_boundaries = isinstance(self._tokenizer.model, WordPiece) and isinstance(

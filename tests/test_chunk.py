@@ -364,3 +364,28 @@ def test_chunk_large_novel_is_fast(chunker):
         assert text[chunk.char_start : chunk.char_end] == chunk.text
         assert chunk.token_count == len(encoding.ids)
         assert chunk.token_count <= 254
+
+
+@pytest.mark.parametrize("with_json", [True, False], ids=["tokenizer_json", "vocab_only"])
+def test_tokenizer_matches_transformers(tmp_path, with_json):
+    import shutil
+
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    from operators.models import load_fast_tokenizer, resolve_model_path
+
+    folder = resolve_model_path("all-MiniLM-L6-v2")
+    copy = tmp_path / "model"
+    ignore = None if with_json else shutil.ignore_patterns("tokenizer.json")
+    shutil.copytree(folder, copy, ignore=ignore)
+    texts = [ENGLISH, CHINESE, JAPANESE, "İstanbul ß ﬁne émigré"]
+
+    loaded = Tokenizer.from_str(load_fast_tokenizer(str(copy)).to_str())
+    loaded.no_truncation()  # tokenizer.json of this model truncates to 128 tokens
+    loaded.no_padding()
+    reference = AutoTokenizer.from_pretrained(str(copy), local_files_only=True)
+
+    assert (copy / "tokenizer.json").is_file() == with_json
+    for text in texts:
+        assert loaded.encode(text, add_special_tokens=False).ids == reference(text, add_special_tokens=False)["input_ids"]
