@@ -236,7 +236,12 @@ def validate_pipeline(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 key = key.replace(".[", "[")
                 allowed = _allowed_fields(cls.Args) if item["type"] == "extra_forbidden" else ""
                 shown = "" if item["type"] == "missing" else f" (got {item.get('input')!r})"
-                details.append(f"  {key}: {item['msg']}{shown}{allowed}")
+                message = item["msg"]
+                if item["type"] == "model_type" and not item["loc"]:
+                    # pydantic names the internal Args class here, which means nothing in YAML.
+                    message = "the arguments must be a mapping of names to values, or {} for none"
+                    allowed = _allowed_fields(cls.Args)
+                details.append(f"  {key}: {message}{shown}{allowed}")
             raise ConfigError("invalid config:\n" + "\n".join(details)) from None
         validated.append({name: parsed})
         names.append(name)
