@@ -6,6 +6,7 @@ Suites:
   scale series (ragpipe and the embedding floor only).
 - `incremental`: the four refresh scenarios on SciFact by every tool: full build, no-change
   rerun, rerun after editing 1% of the files, rerun after deleting 1%.
+- `scale`: the synthetic scale series alone.
 - `dedupe`: runs benchmarks/dedupe.py and keeps its output.
 - `serve`: ragpipe has no search service yet, so this suite only reports that.
 - `all`: all of the above; SciFact runs once for both `ingest` and `incremental`.
@@ -58,7 +59,7 @@ logger = logging.getLogger("benchmarks.run")
 BEGIN_MARKER = "<!-- BEGIN GENERATED: benchmarks.run -->"
 END_MARKER = "<!-- END GENERATED: benchmarks.run -->"
 SCHEMA_VERSION = 2  # 2: spreads keep their values and ratios are paired by repetition
-SUITES = ("ingest", "incremental", "dedupe", "serve", "all")
+SUITES = ("ingest", "incremental", "scale", "dedupe", "serve", "all")
 PEERS = ("llamaindex", "langchain")
 
 # Targets the report checks, with their limits.
@@ -826,7 +827,7 @@ def run(settings: Settings, command: str, output_dir: Path) -> dict[str, Any]:
         elif "ingest" in settings.suites:
             logger.info("SciFact: full build on %d documents", settings.scifact_docs)
             sections["scifact"] = run_scifact_section(settings, command, ["full_build"], temp)
-        if "ingest" in settings.suites:
+        if "ingest" in settings.suites or "scale" in settings.suites:
             logger.info("scale series: sizes %s", settings.scale_sizes)
             sections["scale"] = run_scale_section(settings, command, temp)
     if "dedupe" in settings.suites:
@@ -848,7 +849,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     settings = Settings.from_args(args)
     command = shlex.join(["python", "-m", "benchmarks.run", *(sys.argv[1:] if argv is None else argv)])
-    if ("ingest" in settings.suites or "incremental" in settings.suites) and not (SCIFACT / "corpus.jsonl").exists():
+    if set(settings.suites) & {"ingest", "incremental", "scale"} and not (SCIFACT / "corpus.jsonl").exists():
         raise SystemExit(f"SciFact corpus not found at {SCIFACT / 'corpus.jsonl'}; the ../shared folder is required")
     run(settings, command, args.output_dir)
 
