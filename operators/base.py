@@ -219,7 +219,25 @@ def registered_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def builtin_names() -> list[str]:
+    """Return the names of the operators that ship with ragpipe, leaving out custom ones."""
+    load_builtin_operators()
+    return sorted(
+        name for name, cls in _REGISTRY.items()
+        if cls.__module__ in _BUILTIN_MODULES or cls.__module__.startswith("operators.parse.")
+    )
+
+
 _BUILTINS_LOADED = False
+_BUILTIN_MODULES = (
+    "operators.parse",
+    "operators.clean",
+    "operators.dedupe_exact",
+    "operators.dedupe_minhash",
+    "operators.dedupe_semantic",
+    "operators.chunk",
+    "operators.embed",
+)
 
 
 def load_builtin_operators() -> None:
@@ -230,15 +248,7 @@ def load_builtin_operators() -> None:
     _BUILTINS_LOADED = True
     import importlib
 
-    for module in (
-        "operators.parse",
-        "operators.clean",
-        "operators.dedupe_exact",
-        "operators.dedupe_minhash",
-        "operators.dedupe_semantic",
-        "operators.chunk",
-        "operators.embed",
-    ):
+    for module in _BUILTIN_MODULES:
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as err:

@@ -15,7 +15,7 @@ import annotated_types
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from operators.base import get_operator_class, registered_names
+from operators.base import builtin_names, get_operator_class
 
 _LIMIT_SYMBOLS = ((annotated_types.Gt, "gt", ">"), (annotated_types.Ge, "ge", ">="),
                   (annotated_types.Lt, "lt", "<"), (annotated_types.Le, "le", "<="))
@@ -39,12 +39,12 @@ class OperatorDoc:
 
 
 def describe_operators(names: list[str] | None = None) -> list[OperatorDoc]:
-    """Describe the named operators, or every registered one, sorted by name.
+    """Describe the named operators, or every built-in one, sorted by name.
 
     Raises `RegistryError` for an unknown name.
     """
     docs = []
-    for name in sorted(names or registered_names()):
+    for name in sorted(names or builtin_names()):
         cls = get_operator_class(name)
         summary = " ".join((inspect.getdoc(cls) or "").split("\n\n")[0].split())
         arguments = [_describe_argument(key, field) for key, field in cls.Args.model_fields.items()]
