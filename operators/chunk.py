@@ -39,11 +39,14 @@ class ChunkArgs(OperatorArgs):
     max_tokens: int = Field(
         DEFAULT_MAX_TOKENS,
         gt=0,
-        description="Maximum model tokens per chunk, special tokens excluded. When unset, "
-        f"{DEFAULT_MAX_TOKENS} or the model's limit, whichever is lower.",
+        description="Maximum model tokens per chunk, special tokens excluded. At most the model's "
+        "input limit minus its special tokens (254 for all-MiniLM-L6-v2).",
+        json_schema_extra={"default_text": f"{DEFAULT_MAX_TOKENS} or the model's limit, whichever is lower"},
     )
     overlap_tokens: int = Field(
-        32, ge=0, description="Maximum tokens a chunk repeats from the end of the previous chunk."
+        32,
+        ge=0,
+        description="Maximum tokens a chunk repeats from the end of the previous chunk; less than max_tokens.",
     )
     tokenizer: str = Field(
         "all-MiniLM-L6-v2",

@@ -41,6 +41,8 @@ ANCHOR_SPACING = 4
 # A chunk may end at a coarser boundary before the budget is full, but only once it has at least
 # this share of the budget, so short titles and paragraphs join the text that follows them.
 MIN_FILL_SHARE = 0.5
+# A chunk filled below this share of the budget splits the next piece further rather than end.
+REFINE_BELOW_SHARE = 0.25
 
 # Coarsest boundary first. Spans that still exceed the budget after `split_words` are cut at
 # token boundaries, which for Chinese and Japanese means between characters.
@@ -130,6 +132,9 @@ class _Piece:
     # Index in `_SPLITTERS` of the boundary before this piece: 0 for a paragraph break, larger
     # for finer ones; `len(_SPLITTERS)` for a cut between tokens.
     boundary: int
+    # True for a part of a piece that `merge` split further to fill a chunk. Such parts can be
+    # single words, whose hash must not make them anchors.
+    refined: bool = False
 
 
 class _Planner:
@@ -194,18 +199,47 @@ class _Planner:
         """
         merged: list[Span] = []
         current: list[_Piece] = []
-        for piece in pieces:
-            while current and self.index.count(current[0].start, piece.end) > self.chunk_budget(merged):
-                kept_count = self.choose_cut(current, piece, self.chunk_budget(merged))
+        queue = list(reversed(pieces))
+        while queue:
+            piece = queue.pop()
+            budget = self.chunk_budget(merged)
+            if current and self.index.count(current[0].start, piece.end) > budget:
+                # A chunk less than REFINE_BELOW_SHARE full takes part of the next piece instead
+                # of ending short, so a long sentence after a short clause leaves no tiny chunk.
+                # Anchors stay whole, so where chunks end after them does not depend on the text
+                # before them.
+                filled = self.index.count(current[0].start, current[-1].end)
+                if filled < budget * REFINE_BELOW_SHARE and not self.is_kept_anchor(piece):
+                    parts = self.split_finer(piece)
+                    if len(parts) > 1:
+                        queue.extend(reversed(parts))
+                        continue
+                kept_count = self.choose_cut(current, piece, budget)
                 merged.append((current[0].start, current[kept_count - 1].end))
                 current = current[kept_count:]
+                queue.append(piece)
+                continue
             current.append(piece)
-            if self.use_anchors and self.is_anchor(piece.start, piece.end):
+            if self.is_kept_anchor(piece):
                 merged.append((current[0].start, piece.end))
                 current = []
         if current:
             merged.append((current[0].start, current[-1].end))
         return merged
+
+    def is_kept_anchor(self, piece: _Piece) -> bool:
+        return self.use_anchors and not piece.refined and self.is_anchor(piece.start, piece.end)
+
+    def split_finer(self, piece: _Piece) -> list[_Piece]:
+        """Split a piece at the coarsest boundary below a paragraph that splits it, or return it whole."""
+        for level in range(1, len(_SPLITTERS)):
+            parts = _SPLITTERS[level](self.text, piece.start, piece.end)
+            if len(parts) > 1:
+                return [
+                    _Piece(start, end, piece.boundary if position == 0 else level, refined=True)
+                    for position, (start, end) in enumerate(parts)
+                ]
+        return [piece]
 
     def chunk_budget(self, merged: list[Span]) -> int:
         return self.budget if merged else self.first_budget

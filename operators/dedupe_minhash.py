@@ -109,8 +109,9 @@ class DedupeMinHash(GlobalOperator):
         keep: Literal["longest", "earliest", "first_by_id"] = Field(
             "longest",
             description=(
-                "Keeper of a cluster: the longest text, the first seen in doc-id order, "
-                "or the smallest doc_id."
+                "Keeper of a cluster: longest is the longest text; earliest is the document "
+                "indexed first (in doc-id order within a run); first_by_id is the smallest doc_id. "
+                "A document indexed by an earlier run always stays the keeper against one of this run."
             ),
         )
         seed: int = Field(

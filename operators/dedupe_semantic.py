@@ -174,9 +174,20 @@ class DedupeSemantic(GlobalOperator):
         self.begin(None)
 
     def begin(self, context: Any) -> None:
-        """Reset the in-run index and take the indexed chunks table from the context."""
+        """Take the indexed chunks table from the context and reset the in-run index.
+
+        A run passes its documents in work groups (fully processed, then re-chunked, then
+        re-embedded), each with its own `begin()`. The in-run index carries over between groups
+        of one run, so a re-chunked document is compared with the chunks that earlier groups kept
+        and whose rows are not in the table yet.
+        """
+        run_id = getattr(context, "run_id", None)
+        same_run = run_id is not None and run_id == getattr(self, "_run_id", None)
+        self._run_id = run_id
         self._table = getattr(context, "chunks_table", None)
         self._removed: set[str] = set(getattr(context, "removed_doc_ids", ()) or ())
+        if same_run:
+            return
         self._index: SimHashIndex | None = None
         self._kept_chunks: list[Chunk] = []
         self._kept_doc_ids: list[str] = []
@@ -361,6 +372,8 @@ class DedupeSemantic(GlobalOperator):
 
     def _record(self, chunk: Chunk, match: _Match) -> None:
         if match.kept is not None:
+            # NOTE: a kept chunk of an earlier work group of the run is already staged, so a
+            # match from a later group (re-chunked or re-embedded documents) is not counted.
             match.kept.metadata["duplicates"] = match.kept.metadata.get("duplicates", 0) + 1
             self.stats["chunks_matched_run"] += 1
         else:

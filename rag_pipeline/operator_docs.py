@@ -60,7 +60,10 @@ def _describe_argument(name: str, field: FieldInfo) -> ArgumentDoc:
     allowed = _literal_values(field.annotation)
     if allowed:
         limits.append("one of " + ", ".join(repr(value) for value in allowed))
-    if field.default is PydanticUndefined and field.default_factory is None:
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    if "default_text" in extra:
+        default = str(extra["default_text"])
+    elif field.default is PydanticUndefined and field.default_factory is None:
         default = "required"
     elif field.default_factory is not None:
         default = repr(field.default_factory())

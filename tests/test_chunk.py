@@ -203,6 +203,24 @@ def test_chunk_short_text_fills_first_chunk():
     assert chunks[0].text == text
 
 
+def test_chunk_short_clause_takes_next_words():
+    operator = build_chunker(max_tokens=84, overlap_tokens=0)
+    long_clause = " ".join(["alpha"] * 81) + ","
+    short_clause = "then beta gamma,"
+    last_clause = " ".join(["delta"] * 82) + "."
+    text = f"{long_clause} {short_clause} {last_clause}"
+    chunks = operator.chunk_document(make_doc(text))
+
+    # The short clause fits neither with the clause before it nor whole with the one after it.
+    # Instead of a chunk of its own, it takes the first words of the next clause.
+    assert model_token_count(operator, f"{long_clause} {short_clause}") > 84
+    assert model_token_count(operator, f"{short_clause} {last_clause}") > 84
+    assert chunks[0].text == long_clause
+    assert chunks[1].text.startswith(short_clause + " delta")
+    assert chunks[1].token_count > 42
+    assert all(chunk.token_count <= 84 for chunk in chunks)
+
+
 def test_chunk_overlap_repeats_previous_end():
     operator = build_chunker(max_tokens=48, overlap_tokens=16)
     doc = make_doc(ENGLISH)

@@ -248,7 +248,7 @@ SHARED_PARAGRAPH = (
 )
 
 
-def test_semantic_drop_restored_when_keeper_deleted(tmp_path):
+def _semantic_corpus(tmp_path: Path) -> tuple[Path, str, str]:
     docs = tmp_path / "docs"
     docs.mkdir()
     own_a = (
@@ -261,9 +261,18 @@ def test_semantic_drop_restored_when_keeper_deleted(tmp_path):
     )
     (docs / "a.txt").write_text(f"{SHARED_PARAGRAPH}\n\n{own_a}\n", encoding="utf-8")
     (docs / "b.txt").write_text(f"{SHARED_PARAGRAPH}\n\n{own_b}\n", encoding="utf-8")
-    raw = pipeline_dict(tmp_path / "ws", docs, max_tokens=64, overlap_tokens=0)
+    return docs, own_a, own_b
+
+
+def _semantic_config(tmp_path: Path, docs: Path, max_tokens: int = 64):
+    raw = pipeline_dict(tmp_path / "ws", docs, max_tokens=max_tokens, overlap_tokens=0)
     raw["pipeline"].append({"dedupe_semantic": {"action": "drop"}})
-    config = make_config(raw, tmp_path)
+    return make_config(raw, tmp_path)
+
+
+def test_semantic_drop_restored_when_keeper_deleted(tmp_path):
+    docs, own_a, own_b = _semantic_corpus(tmp_path)
+    config = _semantic_config(tmp_path, docs)
 
     run(config)
     rows = chunk_rows(tmp_path / "ws")
@@ -276,3 +285,19 @@ def test_semantic_drop_restored_when_keeper_deleted(tmp_path):
     rows = chunk_rows(tmp_path / "ws")
     assert second.changes["retry"] == 1
     assert sorted(r["text"] for r in rows if r["doc_id"] == "docs:b.txt") == sorted([SHARED_PARAGRAPH, own_b])
+
+
+def test_semantic_drop_survives_rechunk(tmp_path):
+    docs, own_a, own_b = _semantic_corpus(tmp_path)
+    run(_semantic_config(tmp_path, docs, max_tokens=64))
+
+    # Each paragraph still fits one chunk, so the chunk texts stay the same. b.txt depends on
+    # a.txt, so it runs in full while a.txt is only re-chunked, in a later work group.
+    second = run(_semantic_config(tmp_path, docs, max_tokens=60))
+    rows = chunk_rows(tmp_path / "ws")
+    texts = sorted(r["text"] for r in rows)
+
+    assert second.changes["rechunk"] == 1
+    assert second.changes["retry"] == 1
+    assert texts.count(SHARED_PARAGRAPH) == 1
+    assert sorted(texts) == sorted([SHARED_PARAGRAPH, own_a, own_b])
