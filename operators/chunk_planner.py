@@ -41,7 +41,7 @@ ANCHOR_SPACING = 4
 # A chunk may end at a coarser boundary before the budget is full, but only once it has at least
 # this share of the budget, so short titles and paragraphs join the text that follows them.
 MIN_FILL_SHARE = 0.5
-# A chunk filled below this share of the budget splits the next piece further rather than end.
+# A chunk filled below this share of the budget splits the next piece further instead of ending.
 REFINE_BELOW_SHARE = 0.25
 
 # Coarsest boundary first. Spans that still exceed the budget after `split_words` are cut at

@@ -111,8 +111,8 @@ def load_sentence_transformer(name_or_path: str, device: str = "cpu"):
 def load_fast_tokenizer(name_or_path: str):
     """Load the model's Rust tokenizer (`tokenizers.Tokenizer`) from its local folder.
 
-    A folder with `tokenizer.json` is read directly, which skips importing transformers (about
-    1.8 s per worker process on a 2-CPU AMD EPYC). Other folders go through transformers'
+    A folder with `tokenizer.json` is read directly, which skips importing transformers (1.9 to
+    2.3 s per worker process on a 2-core AMD EPYC, see docs/benchmarks.md, "Worker start-up"). Other folders go through transformers'
     `AutoTokenizer`, which must find or convert a fast tokenizer. Raises ValueError when it
     cannot. The result is shared, so callers that change settings such as truncation copy it.
     """
