@@ -28,9 +28,13 @@ OperatorKind = Literal["map", "global", "model"]
 
 
 class OperatorArgs(BaseModel):
-    """Base class for operator arguments. Unknown keys are rejected so typos fail at load time."""
+    """Base class for operator arguments.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Unknown keys are rejected so typos fail at load time. Types are strict: YAML `true` is not a
+    number and `"0.9"` is not a float, so a mistyped value fails instead of being coerced.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Operator(ABC):

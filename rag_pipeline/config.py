@@ -23,13 +23,15 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict types: `workers: true` or `max_delete_fraction: "0.5"` is an error, not a coercion.
+    # Path fields opt out, because YAML gives them as strings.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class FilesSource(_Strict):
     type: Literal["files"] = "files"
     name: str | None = Field(None, description="Source name used in document ids; defaults to the folder name.")
-    path: Path = Field(description="Folder of documents, relative to the config file.")
+    path: Path = Field(strict=False, description="Folder of documents, relative to the config file.")
     include: list[str] = Field(default_factory=lambda: ["**/*"], description="Glob patterns of files to read.")
     exclude: list[str] = Field(default_factory=list, description="Glob patterns of files to skip.")
 
@@ -37,7 +39,7 @@ class FilesSource(_Strict):
 class JsonlSource(_Strict):
     type: Literal["jsonl"] = "jsonl"
     name: str | None = Field(None, description="Source name used in document ids; defaults to the file stem.")
-    path: Path = Field(description="JSON Lines file, one document per line.")
+    path: Path = Field(strict=False, description="JSON Lines file, one document per line.")
     id_field: str = Field("id", description="Field holding each record's unique id.")
     text_fields: list[str] = Field(default_factory=lambda: ["text"], description="Fields joined into the text.")
     metadata_fields: list[str] = Field(default_factory=list, description="Fields copied into metadata.")
@@ -86,7 +88,7 @@ class RetentionConfig(_Strict):
 
 class PipelineConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Pipeline name.")
-    workspace: Path = Field(description="Folder (or object-store URI) for Lance tables and analytics.duckdb.")
+    workspace: Path = Field(strict=False, description="Folder (or object-store URI) for Lance tables and analytics.duckdb.")
     sources: list[SourceConfig] = Field(min_length=1)
     executor: ExecutorConfig = Field(default_factory=LocalExecutorConfig)
     pipeline: list[dict[str, Any]] = Field(min_length=1)
@@ -184,11 +186,39 @@ def format_validation_error(err: ValidationError) -> str:
         message = item["msg"]
         if item["type"] == "union_tag_invalid" or item["type"] == "literal_error":
             message = f"{message}"
-        shown = "" if item["type"] == "missing" else f" (got {value!r})"
+        shown = "" if item["type"] == "missing" else f" (got {_shown_input(item)}){_type_hint(item)}"
         if item["type"] == "extra_forbidden" and len(item["loc"]) == 1:
             shown += "; allowed top-level keys: " + ", ".join(sorted(set(PipelineConfig.model_fields) - {"config_path"}))
         lines.append(f"  {key}: {message}{shown}")
     return "\n".join(lines)
+
+
+_SCALAR_TYPE_ERRORS = {"int_type": "an integer", "float_type": "a number", "bool_type": "true or false"}
+
+
+def _shown_input(item: Any) -> str:
+    """Format the invalid value for an error message. A key naming a password shows only the type."""
+    value = item.get("input")
+    if any("password" in str(part) for part in item["loc"]):
+        return f"a value of type {type(value).__name__}, hidden"
+    return repr(value)
+
+
+def _type_hint(item: Any) -> str:
+    """Return how to write a scalar that failed strict validation, or "" for other errors."""
+    expected = _SCALAR_TYPE_ERRORS.get(item["type"])
+    value = item.get("input")
+    if item["type"] == "string_type" and isinstance(value, (int, float)):
+        return "; put the value in quotes"
+    if expected is None:
+        return ""
+    if isinstance(value, str):
+        return f"; write {expected} without quotes"
+    if isinstance(value, bool):
+        return f"; true and false are not numbers, write {expected}"
+    if item["type"] == "int_type" and isinstance(value, float):
+        return "; write a whole number without a decimal point"
+    return f"; write {expected}"
 
 
 def _key_path(loc: tuple[Any, ...]) -> str:
@@ -235,7 +265,7 @@ def validate_pipeline(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 key = _key_path((f"pipeline[{index}]", name, *item["loc"]))
                 key = key.replace(".[", "[")
                 allowed = _allowed_fields(cls.Args) if item["type"] == "extra_forbidden" else ""
-                shown = "" if item["type"] == "missing" else f" (got {item.get('input')!r})"
+                shown = "" if item["type"] == "missing" else f" (got {_shown_input(item)}){_type_hint(item)}"
                 message = item["msg"]
                 if item["type"] == "model_type" and not item["loc"]:
                     # pydantic names the internal Args class here, which means nothing in YAML.

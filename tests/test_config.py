@@ -152,3 +152,48 @@ def test_validate_rejects_missing_source_folder(tmp_path, capsys):
     data["sources"][0]["path"] = "no-such-folder"
     assert main(["validate", str(_write(tmp_path, data))]) == 2
     assert "sources[0].path" in capsys.readouterr().err
+
+
+_STRICT_YAML = """
+name: t
+workspace: ws
+sources: [{{type: files, path: docs}}]
+{executor}
+pipeline:
+  - parse: {{{parse}}}
+  - dedupe_minhash: {{{minhash}}}
+  - chunk: {{{chunk}}}
+  - embed: {{}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected_fragments"),
+    [
+        ({"minhash": "threshold: true"}, ["pipeline[1].dedupe_minhash.threshold", "(got True)", "true and false are not numbers"]),
+        ({"minhash": 'threshold: "0.9"'}, ["pipeline[1].dedupe_minhash.threshold", "(got '0.9')", "without quotes"]),
+        ({"chunk": "max_tokens: 200.0"}, ["pipeline[2].chunk.max_tokens", "(got 200.0)", "whole number"]),
+        ({"executor": "executor: {type: local, workers: yes}"}, ["executor.workers", "(got True)"]),
+        ({"parse": "ocr: 'no'"}, ["pipeline[0].parse.ocr", "true or false without quotes"]),
+        ({"parse": "pdf_passwords: [123456]"}, ["pipeline[0].parse.pdf_passwords[0]", "hidden", "in quotes"]),
+    ],
+    ids=["bool-as-float", "quoted-float", "float-as-int", "yes-as-int", "quoted-bool", "numeric-password"],
+)
+def test_scalar_types_are_strict(tmp_path, fields, expected_fragments):
+    values = {"executor": "", "parse": "", "minhash": "", "chunk": "", **fields}
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(_STRICT_YAML.format(**values))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    for fragment in expected_fragments:
+        assert fragment in message
+    assert "123456" not in message
+
+
+def test_integer_accepted_for_float(tmp_path):
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(_STRICT_YAML.format(executor="", parse="max_file_mb: 5", minhash="threshold: 1", chunk=""))
+    config = load_config(path)
+    assert config.pipeline[0]["parse"].max_file_mb == 5.0
+    assert config.pipeline[1]["dedupe_minhash"].threshold == 1.0
