@@ -140,6 +140,14 @@ class ChunkIndex:
         )
         return version
 
+    def stores_any(self, table, doc_ids: Iterable[str]) -> bool:
+        """Return whether the latest version contains a chunk of any of `doc_ids`."""
+        ids = sorted(set(doc_ids))
+        for start in range(0, len(ids), 500):
+            if table.count_rows(_in_filter("doc_id", ids[start : start + 500])) > 0:
+                return True
+        return False
+
     def set_served(self, table, version: int) -> None:
         tags = table.tags.list()
         if SERVED_TAG in tags:

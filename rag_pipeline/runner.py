@@ -247,18 +247,24 @@ def _run(config: PipelineConfig, options: RunOptions, run_id: str, workspace: Wo
             processed.append(manifest_entry_for(doc, run_id, fingerprints))
 
     stats = [Counter() for _ in operators]
-    for docs, first_step in _work_groups(plan, operators, parsed_cache, index):
-        executor = make_executor(config, embedding_cache=cache, show_progress=options.show_progress)
-        result = executor.execute(docs, operators[first_step:], context, sink, total=len(docs))
-        for offset, counter in enumerate(result.stats):
-            stats[first_step + offset].update(counter)
+    executor = make_executor(config, embedding_cache=cache, show_progress=options.show_progress, keep_open=True)
+    try:
+        for docs, first_step in _work_groups(plan, operators, parsed_cache, index):
+            result = executor.execute(docs, operators[first_step:], context, sink, total=len(docs))
+            for offset, counter in enumerate(result.stats):
+                stats[first_step + offset].update(counter)
+    finally:
+        executor.close()
     cache.flush()
     staged = stager.finish()
     staged_parsed = stager.parsed.finish()
 
     fault_point("before_commit")
     version = index.served_version()
-    if removed or staged is not None or version is None:
+    # A run whose documents all ended without chunks (new duplicates, quarantined files) changes
+    # no chunk, so it commits no version. `removed` names every re-processed document, including
+    # new ones, because a run killed after its commit can leave chunks the manifest does not know.
+    if staged is not None or version is None or (removed and index.stores_any(table, removed)):
         version = index.commit(table, staged, removed, run_id)
         index.set_served(table, version)
     parse_removed = removed - {e.doc_id for e in plan.reembed}

@@ -126,6 +126,23 @@ def test_rename_embeds_nothing_and_changes_uri(tmp_path, corpus):
     assert moved[0]["uri"].endswith("renamed.txt")
 
 
+def test_chunkless_additions_commit_no_version(tmp_path, corpus):
+    """A new exact copy and a new empty file change no chunk, so the served version stays."""
+    config = _config(tmp_path, corpus)
+    first = run(config)
+    shutil.copy(corpus / "third.txt", corpus / "third-copy.txt")
+    (corpus / "empty.txt").write_bytes(b"")
+    second = run(config)
+    assert second.changes["new"] == 2
+    assert second.documents["duplicate"] == 1
+    assert second.documents["quarantined"] == 1
+    assert second.version == first.version
+    table = lancedb.connect(str(tmp_path / "ws" / "lance")).open_table("chunks")
+    assert table.version == first.version
+    entries = Manifest(lancedb.connect(str(tmp_path / "ws" / "lance"))).load()
+    assert entries["docs:third-copy.txt"].duplicate_of == "docs:third.txt"
+
+
 def _operator_counter(summary, name: str, counter: str) -> int:
     row = next(row for row in summary.operators if row["operator"] == name)
     return int(row.get(counter, 0))
