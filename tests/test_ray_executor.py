@@ -320,6 +320,39 @@ def test_refresh_reuses_cached_vectors(ray_cluster, tmp_path):
     assert second.chunks["reused"] > 0
 
 
+def test_work_groups_share_one_ray_session(ray_cluster, tmp_path, monkeypatch):
+    """A refresh that both re-processes and re-chunks documents starts (or joins) Ray once."""
+    import rag_pipeline.executors.ray_executor as ray_executor_module
+
+    docs = tmp_path / "docs"
+    shutil.copytree(REPO / "examples" / "docs", docs)
+    raw = {
+        "name": "groups",
+        "workspace": str(tmp_path / "ws"),
+        "sources": [{"type": "files", "name": "docs", "path": str(docs)}],
+        "executor": {"type": "ray"},
+        "pipeline": [{"parse": {}}, {"clean": {}}, {"chunk": {"max_tokens": 200}}, {"embed": {}}],
+    }
+    run_pipeline(config_from_dict(raw, base_dir=tmp_path), RunOptions(show_progress=False))
+
+    connects: list[tuple] = []
+    real_connect = ray_executor_module.connect
+
+    def counting_connect(*args, **kwargs):
+        connects.append(args)
+        return real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(ray_executor_module, "connect", counting_connect)
+    with open(docs / "retrieval-basics.md", "a", encoding="utf-8") as handle:
+        handle.write("\n\nA new closing paragraph about refresh schedules.\n")
+    raw["pipeline"][2] = {"chunk": {"max_tokens": 150}}
+    second = run_pipeline(config_from_dict(raw, base_dir=tmp_path), RunOptions(show_progress=False))
+    # The edited file is parsed again (first work group); the other seven are only re-chunked.
+    assert second.changes["rechunk"] == 7, second.changes
+    assert second.documents["indexed"] == 8, second.documents
+    assert len(connects) == 1
+
+
 def test_children_and_global_order_match_local(ray_cluster):
     operators = lambda: [ExplodeOperator(), UpperOperator(), KeepFirstOperator()]  # noqa: E731
     texts = {"c": "third", "a": "first", "b": "second", "d": "first"}

@@ -8,8 +8,16 @@ from rag_pipeline.executors.base import ExecutionResult, Executor
 
 
 def make_executor(
-    config: PipelineConfig, embedding_cache: EmbeddingCache | None = None, show_progress: bool = True
+    config: PipelineConfig,
+    embedding_cache: EmbeddingCache | None = None,
+    show_progress: bool = True,
+    keep_open: bool = False,
 ) -> Executor:
+    """Build the configured executor.
+
+    With `keep_open`, a Ray executor keeps its Ray session between `execute` calls until `close`.
+    The local executor starts a pool sized for each call either way.
+    """
     settings = config.executor
     if isinstance(settings, LocalExecutorConfig):
         from rag_pipeline.executors.local import LocalExecutor
@@ -24,7 +32,9 @@ def make_executor(
         raise RuntimeError(
             f"executor.type 'ray' needs Ray ({err}); install it with `pip install 'ragpipe[ray]'`"
         ) from err
-    return RayExecutor(settings, embedding_cache=embedding_cache, show_progress=show_progress)
+    return RayExecutor(
+        settings, embedding_cache=embedding_cache, show_progress=show_progress, keep_session=keep_open
+    )
 
 
 __all__ = ["ExecutionResult", "Executor", "make_executor"]

@@ -135,12 +135,17 @@ class RayExecutor(Executor):
         embedding_cache: EmbeddingCache | None = None,
         show_progress: bool = True,
         object_store_memory: int | None = None,
+        keep_session: bool = False,
     ) -> None:
         super().__init__(embedding_cache)
         self.settings = settings
         self.show_progress = show_progress
         self.object_store_memory = object_store_memory
+        # With keep_session, `execute` leaves Ray running for the next call and `close` stops it,
+        # so a run with several work groups (new, re-chunked, re-embedded) starts Ray once.
+        self.keep_session = keep_session
         self._session: RaySession | None = None
+        self._shipped: frozenset[str] = frozenset()
 
     def execute(
         self,
@@ -156,10 +161,7 @@ class RayExecutor(Executor):
             return ExecutionResult(stats=stats)
         stages = plan_ray_stages(operators)
         check_runtime_env_syntax(operators)
-        self._session = connect(
-            self.settings.address, self.settings.num_cpus, self.settings.include_dashboard,
-            self.object_store_memory, [sys.modules[name] for name in code_modules_to_ship(operators)],
-        )
+        self._connect(code_modules_to_ship(operators))
         cache_server: CacheServer | None = None
         progress = Progress(total=total, enabled=self.show_progress)
         try:
@@ -176,13 +178,27 @@ class RayExecutor(Executor):
             progress.close()
             if cache_server is not None:
                 cache_server.stop()
-            self.close()
+            if not self.keep_session:
+                self.close()
         return ExecutionResult(stats=stats)
+
+    def _connect(self, modules: list[str]) -> None:
+        """Start or join Ray, unless the open session already ships every module in `modules`."""
+        if self._session is not None and set(modules) <= self._shipped:
+            logger.debug("reusing the Ray session of the previous work group")
+            return
+        self.close()
+        self._session = connect(
+            self.settings.address, self.settings.num_cpus, self.settings.include_dashboard,
+            self.object_store_memory, [sys.modules[name] for name in modules],
+        )
+        self._shipped = frozenset(modules)
 
     def close(self) -> None:
         """Stop the local Ray that `execute` started, or disconnect from the cluster it joined."""
         if self._session is not None:
             session, self._session = self._session, None
+            self._shipped = frozenset()
             session.shutdown()
 
     # ---- running the stages ---------------------------------------------------------------------
