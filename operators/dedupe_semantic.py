@@ -5,7 +5,9 @@ Runs after `embed`. Chunks are visited in doc-id order, then in chunk order. A c
 `action: drop` removes it from `doc.chunks`, `action: mark` sets
 `chunk.metadata["semantic_duplicate_of"]` to the kept chunk's id. Every other chunk with a vector
 is kept, and later chunks are compared with it. A kept chunk of this run counts the chunks it
-stands for in `chunk.metadata["duplicates"]`.
+stands for in `chunk.metadata["duplicates"]`, as far as they come before it is stored: matches
+with an indexed chunk, or with a chunk of an earlier work group of the run (new documents come
+before re-chunked and re-embedded ones), are counted only in the operator's stats.
 
 Two indexes are searched:
 
