@@ -614,7 +614,11 @@ def read_peer_full_build(tools: dict[str, Any], peer: str) -> str:
     peer_encode = peer_full["encode_seconds"]["median"]
 
     throughput_ratio = ratio_median(tools[peer], "full_build", "to_ragpipe")
-    faster = "faster" if throughput_ratio > 1 else "slower"
+    # Within 3% the order can flip between repetitions on a shared machine, so call it a tie.
+    if abs(throughput_ratio - 1) <= 0.03:
+        faster = "about as fast"
+    else:
+        faster = "faster" if throughput_ratio > 1 else "slower"
     gap_outside = (seconds - encode) - (peer_seconds - peer_encode)
     gap_encode = encode - peer_encode
     larger = "outside encode" if abs(gap_outside) >= abs(gap_encode) else "inside encode"
