@@ -251,8 +251,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from rag_pipeline.runner import workspace_for
 
     config = _load(args.config)
-    ChunkIndex(workspace_for(config).lance_dir).rollback(args.version)
-    print(f"served version is now {args.version}", file=sys.stderr)
+    served = ChunkIndex(workspace_for(config).lance_dir).rollback(args.version)
+    print(f"served version is now {served}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -352,13 +352,13 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from rag_pipeline.config import ConfigError
-    from rag_pipeline.index import IndexError_
+    from rag_pipeline.index import IndexError_, InvalidVersionError
     from rag_pipeline.runner import RunError
     from rag_pipeline.sources import SourceError
 
     try:
         return args.handler(args)
-    except (ConfigError, UsageError) as err:
+    except (ConfigError, UsageError, InvalidVersionError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except (RunError, SourceError, IndexError_, NothingIndexedError) as err:

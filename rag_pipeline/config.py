@@ -106,7 +106,7 @@ class PipelineConfig(_Strict):
             if not isinstance(step, dict) or len(step) != 1:
                 raise ValueError(
                     f"pipeline[{index}] must be a mapping with exactly one operator name, "
-                    f"e.g. `- chunk: {{max_tokens: 256}}`; got {step!r}"
+                    f"e.g. `- chunk: {{max_tokens: 256}}`; got {redact_secrets(step)!r}"
                 )
         return steps
 
@@ -186,7 +186,14 @@ def format_validation_error(err: ValidationError) -> str:
         message = item["msg"]
         if item["type"] == "union_tag_invalid" or item["type"] == "literal_error":
             message = f"{message}"
-        shown = "" if item["type"] == "missing" else f" (got {_shown_input(item)}){_type_hint(item)}"
+        if item["type"] == "value_error":
+            # Our own validators put the offending value in the message already.
+            message = message.removeprefix("Value error, ")
+            shown = ""
+        elif item["type"] == "missing":
+            shown = ""
+        else:
+            shown = f" (got {_shown_input(item)}){_type_hint(item)}"
         if item["type"] == "extra_forbidden" and len(item["loc"]) == 1:
             shown += "; allowed top-level keys: " + ", ".join(sorted(set(PipelineConfig.model_fields) - {"config_path"}))
         lines.append(f"  {key}: {message}{shown}")
@@ -196,12 +203,36 @@ def format_validation_error(err: ValidationError) -> str:
 _SCALAR_TYPE_ERRORS = {"int_type": "an integer", "float_type": "a number", "bool_type": "true or false"}
 
 
+_HIDDEN = "<hidden>"
+
+
+def _names_secret(text: Any) -> bool:
+    return isinstance(text, str) and "password" in text.lower()
+
+
+def redact_secrets(value: Any) -> Any:
+    """Return `value` with every value under a key naming a password replaced by "<hidden>".
+
+    A list or string that mentions a password without being a mapping (a mistyped
+    `parse: [pdf_passwords, secret]`) is hidden whole, because the secret in it cannot be located.
+    """
+    if isinstance(value, dict):
+        return {key: _HIDDEN if _names_secret(key) else redact_secrets(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        if any(_names_secret(item) for item in value):
+            return _HIDDEN
+        return [redact_secrets(item) for item in value]
+    if _names_secret(value):
+        return _HIDDEN
+    return value
+
+
 def _shown_input(item: Any) -> str:
     """Format the invalid value for an error message. A key naming a password shows only the type."""
     value = item.get("input")
-    if any("password" in str(part) for part in item["loc"]):
+    if any(_names_secret(str(part)) for part in item["loc"]):
         return f"a value of type {type(value).__name__}, hidden"
-    return repr(value)
+    return repr(redact_secrets(value))
 
 
 def _type_hint(item: Any) -> str:

@@ -30,6 +30,10 @@ class IndexError_(RuntimeError):
     """The index cannot do what was asked (no such version, nothing indexed yet)."""
 
 
+class InvalidVersionError(IndexError_):
+    """A user-given version number or tag name does not refer to a version a run committed."""
+
+
 def chunk_schema(dimension: int, metadata: dict[str, Any] | None = None) -> pa.Schema:
     fields = [
         pa.field("chunk_id", pa.string(), nullable=False),
@@ -217,28 +221,40 @@ class ChunkIndex:
         table.checkout(version)
         return len(table.to_lance().to_table(columns=["doc_id"]).column("doc_id").unique())
 
-    def rollback(self, version: int | str) -> None:
-        """Point the served tag at a version number or at the version another tag names."""
+    def rollback(self, version: int | str) -> int:
+        """Point the served tag at a version number or at the version another tag names.
+
+        Return the version number now served. Only versions a run committed can be served.
+        """
         table = self.open()
         if isinstance(version, str):
             tags = table.tags.list()
             if version not in tags:
-                raise IndexError_(f"no tag named {version!r}; tags: {sorted(tags)}")
+                raise InvalidVersionError(f"no tag named {version!r}; tags: {sorted(tags)}")
             version = tags[version]["version"]
-        known = {v["version"] for v in table.list_versions()}
-        servable = sorted({info["version"] for info in table.tags.list().values()})
-        if version not in known:
-            raise IndexError_(
-                f"version {version} does not exist (or was removed by retention); "
-                f"versions you can serve: {servable}"
-            )
-        if version not in servable:
-            raise IndexError_(
-                f"version {version} was not committed by a run (it is the empty new table or an "
-                f"index build); versions you can serve: {servable}"
-            )
+        self._check_committed_by_run(table, version)
         self.set_served(table, version)
         logger.info("served version set to %d", version)
+        return version
+
+    def _check_committed_by_run(self, table, version: int) -> None:
+        """Raise `InvalidVersionError` unless a run committed `version` and it still exists."""
+        known = {v["version"] for v in table.list_versions()}
+        tags = table.tags.list()
+        committed = sorted(
+            {info["version"] for name, info in tags.items() if name.startswith(RUN_TAG_PREFIX)} & known
+        )
+        if version not in known:
+            raise InvalidVersionError(
+                f"version {version} does not exist (or was removed by retention); "
+                f"versions committed by runs: {committed}"
+            )
+        if version not in committed:
+            raise InvalidVersionError(
+                f"version {version} was not committed by a run: it was written while a run was in "
+                f"progress (the new empty table, or the chunks before the full-text index was built); "
+                f"versions committed by runs: {committed}"
+            )
 
     def search(
         self, query_vector, query_text: str, k: int, version: int | None = None
@@ -342,17 +358,15 @@ class ChunkIndex:
     def tag(self, version: int, name: str) -> None:
         """Tag a version so retention never removes it."""
         if name == SERVED_TAG or name.startswith(RUN_TAG_PREFIX):
-            raise IndexError_(
+            raise InvalidVersionError(
                 f"tag name {name!r} is reserved for the engine (`{SERVED_TAG}` and names starting with "
                 f"{RUN_TAG_PREFIX!r}); choose another name"
             )
         table = self.open()
-        known = {v["version"] for v in table.list_versions()}
-        if version not in known:
-            raise IndexError_(f"version {version} does not exist; available versions: {sorted(known)}")
+        self._check_committed_by_run(table, version)
         existing = table.tags.list()
         if name in existing:
-            raise IndexError_(
+            raise InvalidVersionError(
                 f"tag {name!r} already points at version {existing[name]['version']}; choose another name"
             )
         table.tags.create(name, version)

@@ -191,6 +191,29 @@ def test_scalar_types_are_strict(tmp_path, fields, expected_fragments):
     assert "123456" not in message
 
 
+@pytest.mark.parametrize(
+    "parse_step",
+    [
+        '  - parse:\n      pdf_passwords: ["Hunter2secret"]\n    clean: {}\n',
+        "  - parse: [pdf_passwords, Hunter2secret]\n",
+        '  - parse: "pdf_passwords=Hunter2secret"\n',
+    ],
+    ids=["missing-dash", "list-args", "string-args"],
+)
+def test_malformed_step_hides_password(tmp_path, parse_step):
+    text = "name: t\nworkspace: ws\nsources: [{type: files, path: docs}]\npipeline:\n" + parse_step
+    text += "  - chunk: {}\n  - embed: {}\n"
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "pipeline" in message
+    assert "Hunter2secret" not in message
+    assert "<hidden>" in message
+    assert "Value error" not in message
+
+
 def test_integer_accepted_for_float(tmp_path):
     path = tmp_path / "pipeline.yaml"
     path.write_text(_STRICT_YAML.format(executor="", parse="max_file_mb: 5", minhash="threshold: 1", chunk=""))

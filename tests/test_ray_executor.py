@@ -251,6 +251,20 @@ def _pipeline_config(workspace: Path, executor: dict[str, Any]) -> dict[str, Any
     }
 
 
+def _sample_ray_pipeline(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    """Copy the bundled sample documents and return their folder and a Ray pipeline config."""
+    docs = tmp_path / "docs"
+    shutil.copytree(REPO / "examples" / "docs", docs)
+    raw = {
+        "name": "sample",
+        "workspace": str(tmp_path / "ws"),
+        "sources": [{"type": "files", "name": "docs", "path": str(docs)}],
+        "executor": {"type": "ray"},
+        "pipeline": [{"parse": {}}, {"clean": {}}, {"chunk": {"max_tokens": 200}}, {"embed": {}}],
+    }
+    return docs, raw
+
+
 def _manifest_states(workspace: Path) -> dict[str, tuple]:
     entries = Manifest(lancedb.connect(str(workspace / "lance"))).load()
     return {
@@ -298,15 +312,7 @@ def test_parity_with_local_executor(ray_cluster, tmp_path):
 
 def test_refresh_reuses_cached_vectors(ray_cluster, tmp_path):
     """The embedding actors reach the driver's embedding cache through the broker."""
-    docs = tmp_path / "docs"
-    shutil.copytree(REPO / "examples" / "docs", docs)
-    raw = {
-        "name": "refresh",
-        "workspace": str(tmp_path / "ws"),
-        "sources": [{"type": "files", "name": "docs", "path": str(docs)}],
-        "executor": {"type": "ray"},
-        "pipeline": [{"parse": {}}, {"clean": {}}, {"chunk": {"max_tokens": 200}}, {"embed": {}}],
-    }
+    docs, raw = _sample_ray_pipeline(tmp_path)
     config = config_from_dict(raw, base_dir=tmp_path)
     first = run_pipeline(config, RunOptions(show_progress=False))
     assert first.chunks["embedded"] > 0
@@ -324,15 +330,7 @@ def test_work_groups_share_one_ray_session(ray_cluster, tmp_path, monkeypatch):
     """A refresh that both re-processes and re-chunks documents starts (or joins) Ray once."""
     import rag_pipeline.executors.ray_executor as ray_executor_module
 
-    docs = tmp_path / "docs"
-    shutil.copytree(REPO / "examples" / "docs", docs)
-    raw = {
-        "name": "groups",
-        "workspace": str(tmp_path / "ws"),
-        "sources": [{"type": "files", "name": "docs", "path": str(docs)}],
-        "executor": {"type": "ray"},
-        "pipeline": [{"parse": {}}, {"clean": {}}, {"chunk": {"max_tokens": 200}}, {"embed": {}}],
-    }
+    docs, raw = _sample_ray_pipeline(tmp_path)
     run_pipeline(config_from_dict(raw, base_dir=tmp_path), RunOptions(show_progress=False))
 
     connects: list[tuple] = []

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import chunk_rows, make_config, pipeline_dict, run
 from rag_pipeline.changes import BackfillSelection
-from rag_pipeline.index import ChunkIndex, IndexError_
+from rag_pipeline.cli import main
+from rag_pipeline.index import ChunkIndex, IndexError_, InvalidVersionError
 from rag_pipeline.search import search
 
 
@@ -116,6 +118,37 @@ def test_rollback_rejects_untagged_version(setup):
     with pytest.raises(IndexError_) as info:
         index.rollback(1)  # the empty table created before the first commit
     assert "not committed by a run" in str(info.value)
+
+
+def test_tag_rejects_version_without_run(setup):
+    """Tagging the empty table must not open a way around the rollback check."""
+    config, _, workspace = setup
+    summary = run(config)
+    index = ChunkIndex(workspace / "lance")
+    for version in range(1, summary.version):
+        with pytest.raises(InvalidVersionError) as info:
+            index.tag(version, f"early-{version}")
+        assert "not committed by a run" in str(info.value)
+    assert index.served_version() == summary.version
+
+
+def test_cli_rollback_prints_number_and_exits_2(setup, tmp_path, capsys):
+    config, docs, workspace = setup
+    config_path = tmp_path / "pipeline.yaml"
+    config_path.write_text(yaml.safe_dump(pipeline_dict(workspace, docs)))
+    first = run(config)
+    (docs / "delta.txt").write_text("Delta notes describe tidal energy and coastal engineering.\n")
+    run(config)
+    ChunkIndex(workspace / "lance").tag(first.version, "golden")
+    capsys.readouterr()
+
+    assert main(["rollback", str(config_path), "golden"]) == 0
+    assert f"served version is now {first.version}" in capsys.readouterr().err
+    assert main(["rollback", str(config_path), "1"]) == 2
+    assert "not committed by a run" in capsys.readouterr().err
+    assert main(["tag", str(config_path), "1", "empty"]) == 2
+    assert main(["rollback", str(config_path), "no-such-tag"]) == 2
+    assert ChunkIndex(workspace / "lance").served_version() == first.version
 
 
 def test_retention_keeps_run_ids_of_kept_versions(setup):
