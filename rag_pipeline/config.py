@@ -241,6 +241,8 @@ def _type_hint(item: Any) -> str:
     value = item.get("input")
     if item["type"] == "string_type" and isinstance(value, (int, float)):
         return "; put the value in quotes"
+    if item["type"] == "list_type" and not isinstance(value, dict):
+        return "; write a YAML list, for example [first, second]"
     if expected is None:
         return ""
     if isinstance(value, str):

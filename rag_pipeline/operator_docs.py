@@ -84,7 +84,8 @@ def _type_name(annotation: Any) -> str:
         return "str"
     if isinstance(annotation, type):
         return annotation.__name__
-    return str(annotation).replace("typing.", "")
+    # A secret is written as a plain string in YAML; pydantic only hides it in reprs.
+    return str(annotation).replace("typing.", "").replace("pydantic.types.SecretStr", "str (secret)")
 
 
 def render_text(docs: list[OperatorDoc]) -> str:

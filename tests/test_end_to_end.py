@@ -87,11 +87,11 @@ def test_versions_and_rollback(quickstart, capsys):
     assert served[0]["documents"] > 0
     untagged = [v["version"] for v in versions if not v["tags"]]
     assert untagged, "the empty table created before the first commit has no tag"
-    assert main(["rollback", str(quickstart), str(untagged[0])]) == 1
+    assert main(["rollback", str(quickstart), str(untagged[0])]) == 2  # usage error: no run committed it
     assert main(["rollback", str(quickstart), str(served[0]["version"])]) == 0
     result = _cli_json(capsys, "search", str(quickstart), "vector search", "--json")
     assert result["version"] == served[0]["version"]
-    assert main(["rollback", str(quickstart), "9999"]) == 1
+    assert main(["rollback", str(quickstart), "9999"]) == 2
 
 
 # ---- the shared third-party corpus -------------------------------------------------------------
