@@ -196,8 +196,22 @@ def format_validation_error(err: ValidationError) -> str:
             shown = f" (got {_shown_input(item)}){_type_hint(item)}"
         if item["type"] == "extra_forbidden" and len(item["loc"]) == 1:
             shown += "; allowed top-level keys: " + ", ".join(sorted(set(PipelineConfig.model_fields) - {"config_path"}))
+        elif item["type"] == "extra_forbidden":
+            shown += _nested_allowed_keys(item["loc"])
         lines.append(f"  {key}: {message}{shown}")
     return "\n".join(lines)
+
+
+def _nested_allowed_keys(loc: tuple[Any, ...]) -> str:
+    """List the keys allowed where an unknown nested key sits, such as under `executor` (ray)."""
+    models = {
+        "local": LocalExecutorConfig, "ray": RayExecutorConfig, "files": FilesSource,
+        "jsonl": JsonlSource, "refresh": RefreshConfig, "retention": RetentionConfig,
+    }
+    for part in reversed(loc[:-1]):
+        if isinstance(part, str) and part in models:
+            return "; allowed keys: " + ", ".join(sorted(models[part].model_fields))
+    return ""
 
 
 _SCALAR_TYPE_ERRORS = {"int_type": "an integer", "float_type": "a number", "bool_type": "true or false"}

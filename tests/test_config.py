@@ -75,11 +75,13 @@ def _mutate(change):
         (lambda d: d.update(executor={"type": "local", "workers": 0}), ["executor.workers", "greater than or equal to 1"]),
         (lambda d: d["pipeline"].__setitem__(3, {"chunk": [254]}), ["pipeline[3].chunk", "must be a mapping", "[254]", "max_tokens"]),
         (lambda d: d["sources"][0].update(include="**/*.md"), ["sources[0].include", "'**/*.md'", "write a YAML list"]),
+        (lambda d: d.update(executor={"type": "ray", "workers": 2}), ["executor.workers", "allowed keys: address, batch_size"]),
+        (lambda d: d.update(refresh={"max_delete": 0.2}), ["refresh.max_delete", "allowed keys: max_delete_fraction"]),
     ],
     ids=[
         "wrong-type", "unknown-arg", "unknown-operator", "unknown-executor", "unknown-source-type",
         "missing-workspace", "parse-not-first", "no-embed", "two-keys-in-step", "bad-name", "zero-workers",
-        "args-not-mapping", "include-not-list",
+        "args-not-mapping", "include-not-list", "ray-unknown-key", "refresh-unknown-key",
     ],
 )
 def test_config_error_names_key_and_value(tmp_path, change, expected_fragments):
