@@ -182,23 +182,22 @@ def format_validation_error(err: ValidationError) -> str:
     lines = ["invalid config:"]
     for item in err.errors():
         key = _key_path(item["loc"])
-        value = item.get("input")
         message = item["msg"]
         if item["type"] == "union_tag_invalid" or item["type"] == "literal_error":
             message = f"{message}"
         if item["type"] == "value_error":
             # Our own validators put the offending value in the message already.
             message = message.removeprefix("Value error, ")
-            shown = ""
+            detail = ""
         elif item["type"] == "missing":
-            shown = ""
+            detail = ""
         else:
-            shown = f" (got {_shown_input(item)}){_type_hint(item)}"
+            detail = f" (got {_format_input(item)}){_type_hint(item)}"
         if item["type"] == "extra_forbidden" and len(item["loc"]) == 1:
-            shown += "; allowed top-level keys: " + ", ".join(sorted(set(PipelineConfig.model_fields) - {"config_path"}))
+            detail += "; allowed top-level keys: " + ", ".join(sorted(set(PipelineConfig.model_fields) - {"config_path"}))
         elif item["type"] == "extra_forbidden":
-            shown += _nested_allowed_keys(item["loc"])
-        lines.append(f"  {key}: {message}{shown}")
+            detail += _nested_allowed_keys(item["loc"])
+        lines.append(f"  {key}: {message}{detail}")
     return "\n".join(lines)
 
 
@@ -212,9 +211,6 @@ def _nested_allowed_keys(loc: tuple[Any, ...]) -> str:
         if isinstance(part, str) and part in models:
             return "; allowed keys: " + ", ".join(sorted(models[part].model_fields))
     return ""
-
-
-_SCALAR_TYPE_ERRORS = {"int_type": "an integer", "float_type": "a number", "bool_type": "true or false"}
 
 
 _HIDDEN = "<hidden>"
@@ -241,12 +237,15 @@ def redact_secrets(value: Any) -> Any:
     return value
 
 
-def _shown_input(item: Any) -> str:
+def _format_input(item: Any) -> str:
     """Format the invalid value for an error message. A key naming a password shows only the type."""
     value = item.get("input")
     if any(_names_secret(str(part)) for part in item["loc"]):
         return f"a value of type {type(value).__name__}, hidden"
     return repr(redact_secrets(value))
+
+
+_SCALAR_TYPE_ERRORS = {"int_type": "an integer", "float_type": "a number", "bool_type": "true or false"}
 
 
 def _type_hint(item: Any) -> str:
@@ -312,13 +311,13 @@ def validate_pipeline(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 key = _key_path((f"pipeline[{index}]", name, *item["loc"]))
                 key = key.replace(".[", "[")
                 allowed = _allowed_fields(cls.Args) if item["type"] == "extra_forbidden" else ""
-                shown = "" if item["type"] == "missing" else f" (got {_shown_input(item)}){_type_hint(item)}"
+                detail = "" if item["type"] == "missing" else f" (got {_format_input(item)}){_type_hint(item)}"
                 message = item["msg"]
                 if item["type"] == "model_type" and not item["loc"]:
                     # pydantic names the internal Args class here, which means nothing in YAML.
                     message = "the arguments must be a mapping of names to values, or {} for none"
                     allowed = _allowed_fields(cls.Args)
-                details.append(f"  {key}: {message}{shown}{allowed}")
+                details.append(f"  {key}: {message}{detail}{allowed}")
             raise ConfigError("invalid config:\n" + "\n".join(details)) from None
         validated.append({name: parsed})
         names.append(name)

@@ -31,7 +31,10 @@ class IndexError_(RuntimeError):
 
 
 class InvalidVersionError(IndexError_):
-    """A user-given version number or tag name does not refer to a version a run committed."""
+    """A user-given version number or tag name is invalid.
+
+    It names no version a run committed, or the tag name is reserved or already in use.
+    """
 
 
 def chunk_schema(dimension: int, metadata: dict[str, Any] | None = None) -> pa.Schema:
